@@ -1,0 +1,1 @@
+"""Accounts: guarantors, patients, visits and service lines, statements, and their balances."""

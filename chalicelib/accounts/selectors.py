@@ -1,0 +1,140 @@
+"""Account reads: guarantor profiles and balances, service lines, statements.
+
+Selectors return frozen dataclasses. A guarantor's figures come from its balance item (one
+GetItem); lists use the clinic's guarantor index and BatchGetItem, never Scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.core.errors import UnknownGuarantor
+from chalicelib.core.ids import require_id
+from chalicelib.ledger.accounts import COLLECTIONS
+from chalicelib.ledger.selectors import GuarantorFigures, figures_from_item
+from chalicelib.store import keys
+from chalicelib.store.db import clinic_scoped
+from chalicelib.store.models import BalanceItem, GuarantorItem, Item, ServiceLineItem, StatementItem
+
+
+@dataclass(frozen=True)
+class GuarantorSummary:
+    """A guarantor with its figures (cents). Names are PHI: never log this object."""
+
+    guarantor_id: str
+    first_name: str
+    last_name: str
+    preferred_name: str | None
+    email: str | None
+    mobile: str | None
+    language: str
+    dunning_count: int
+    figures: GuarantorFigures
+
+
+@dataclass(frozen=True)
+class ServiceLine:
+    """A service line with its money parts (cents) and collections status."""
+
+    line_id: str
+    encounter_number: str
+    line_number: int
+    patient_id: str
+    facility_id: str | None
+    rendering_provider_id: str | None
+    date_of_service: str
+    responsibility_date: str | None
+    procedure_code: str
+    modifiers: tuple[str, ...]
+    units: int
+    money: dict[str, int]
+
+    @property
+    def in_collections(self) -> bool:
+        return self.money.get(COLLECTIONS, 0) > 0
+
+
+def _summary(profile: GuarantorItem, balance: BalanceItem, include_new_charges: bool) -> GuarantorSummary:
+    return GuarantorSummary(
+        guarantor_id=profile.guarantor_id, first_name=profile.first_name,
+        last_name=profile.last_name, preferred_name=profile.preferred_name,
+        email=profile.email, mobile=profile.mobile, language=profile.language,
+        dunning_count=int(profile.dunning_count),
+        figures=figures_from_item(balance, include_new_charges=include_new_charges),
+    )
+
+
+@clinic_scoped
+def guarantor_summary(*, clinic_id: str, guarantor_id: str,
+                      include_new_charges: bool = False) -> GuarantorSummary:
+    """Profile and figures of one guarantor in one BatchGetItem (the QuickPay-sized read).
+
+    Raises UnknownGuarantor (also for another clinic's guarantor id).
+    """
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    found = {it.sk: it for it in Item.batch_get([(pk, keys.PROFILE), (pk, keys.BALANCE)],
+                                                consistent_read=True)}
+    profile, balance = found.get(keys.PROFILE), found.get(keys.BALANCE)
+    if not isinstance(profile, GuarantorItem) or not isinstance(balance, BalanceItem):
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    return _summary(profile, balance, include_new_charges)
+
+
+@clinic_scoped
+def guarantors_list(*, clinic_id: str, include_new_charges: bool = False,
+                    limit: int | None = None) -> list[GuarantorSummary]:
+    """The clinic's guarantors with figures: one index Query, BatchGetItem per 100 balances."""
+    profiles = [p for p in GuarantorItem.gsi1.query(keys.guarantors_gsi1pk(clinic_id), limit=limit)
+                if isinstance(p, GuarantorItem)]
+    balances: dict[str, BalanceItem] = {}
+    for start in range(0, len(profiles), 100):
+        chunk = [(p.pk, keys.BALANCE) for p in profiles[start:start + 100]]
+        for b in BalanceItem.batch_get(chunk):
+            balances[b.pk] = b
+    return [_summary(p, balances[p.pk], include_new_charges) for p in profiles if p.pk in balances]
+
+
+@clinic_scoped
+def service_lines_list(*, clinic_id: str, guarantor_id: str) -> list[ServiceLine]:
+    """The guarantor's service lines, oldest responsibility date (else date of service) first."""
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    lines = [
+        ServiceLine(
+            line_id=sl.line_id, encounter_number=sl.encounter_number,
+            line_number=int(sl.line_number), patient_id=sl.patient_id,
+            facility_id=sl.facility_id, rendering_provider_id=sl.rendering_provider_id,
+            date_of_service=sl.date_of_service, responsibility_date=sl.responsibility_date,
+            procedure_code=sl.procedure_code, modifiers=tuple(sl.modifiers or ()),
+            units=int(sl.units), money=dict(sl.money),
+        )
+        for sl in ServiceLineItem.query(pk, ServiceLineItem.sk.startswith(keys.LINE_PREFIX),
+                                        consistent_read=True)
+    ]
+    return sorted(lines, key=lambda x: (x.responsibility_date or x.date_of_service,
+                                        x.encounter_number, x.line_number))
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement snapshot as printed (cents, ISO dates)."""
+
+    statement_id: str
+    statement_date: str
+    due_date: str
+    account_number: str
+    statement_balance: int
+    amount_due: int
+    lines: tuple[dict[str, object], ...]
+
+
+@clinic_scoped
+def statements_list(*, clinic_id: str, guarantor_id: str) -> list[Statement]:
+    """The guarantor's statements, newest due date first."""
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    out = [
+        Statement(s.statement_id, s.statement_date, s.due_date, s.account_number,
+                  int(s.statement_balance), int(s.amount_due),
+                  tuple(dict(x) for x in s.lines))
+        for s in StatementItem.query(pk, StatementItem.sk.startswith(keys.STATEMENT_PREFIX))
+    ]
+    return sorted(out, key=lambda s: s.due_date, reverse=True)

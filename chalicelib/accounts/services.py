@@ -1,0 +1,382 @@
+"""Account writes. Each money fact is one ledger entry with a business source key, so the same
+fact posted twice raises AlreadyPosted and posts nothing (DESIGN.md rule 3).
+
+Amounts are positive integer cents; dates are ISO ``YYYY-MM-DD``; ids are checked by
+``require_id``. A guarantor, line, facility or provider id of another clinic is the same miss
+as an unknown one (Unknown*/NotFound errors, R16), raised before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from chalicelib.core import clock
+from chalicelib.core.errors import AlreadyExists, InvalidInput, NotFound, UnknownGuarantor
+from chalicelib.core.ids import new_id, require_id
+from chalicelib.core.money import require_positive_cents
+from chalicelib.ledger import services as ledger
+from chalicelib.ledger.accounts import (
+    COLLECTIONS,
+    PAT_OPEN,
+    Account,
+    EntryCode,
+    Line,
+    ResponsibilityKind,
+    part_key,
+)
+from chalicelib.ledger.services import PostedEntry
+from chalicelib.store import keys
+from chalicelib.store.db import Tx, TxFailed, clinic_scoped
+from chalicelib.store.models import (
+    BalanceItem,
+    FacilityItem,
+    GuarantorItem,
+    Item,
+    PatientItem,
+    ProviderItem,
+    ServiceLineItem,
+    StatementItem,
+)
+
+CARC_GROUPS = frozenset({"CO", "PR", "OA", "PI", "CR"})
+RELATIONSHIPS = frozenset({"self", "child", "spouse", "other"})
+ADJUSTMENT_REASONS = frozenset({"courtesy_discount", "small_balance_write_off", "other"})
+
+
+def _iso_date(value: str, field: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+@clinic_scoped
+def guarantor_create(
+    *,
+    clinic_id: str,
+    first_name: str,
+    last_name: str,
+    preferred_name: str | None = None,
+    date_of_birth: str | None = None,
+    email: str | None = None,
+    mobile: str | None = None,
+    language: str = "en",
+    address: Mapping[str, str] | None = None,
+    consent: Mapping[str, Any] | None = None,
+    guarantor_id: str | None = None,
+    external_id: str | None = None,
+) -> str:
+    """Create a guarantor profile and its zero balance item in one transaction; return the id.
+
+    Raises InvalidInput (names, language, dates) or AlreadyExists.
+    """
+    if not first_name.strip() or not last_name.strip():
+        raise InvalidInput("guarantor first and last name are required")
+    if language not in ("en", "es"):
+        raise InvalidInput("guarantor language must be 'en' or 'es'")
+    gid = require_id(guarantor_id, field="guarantor_id") if guarantor_id else new_id("g")
+    pk = keys.guarantor_pk(clinic_id, gid)
+    profile = GuarantorItem(
+        pk, keys.PROFILE, guarantor_id=gid, first_name=first_name.strip(),
+        last_name=last_name.strip(), preferred_name=preferred_name,
+        date_of_birth=_iso_date(date_of_birth, "date_of_birth") if date_of_birth else None,
+        email=email, mobile=mobile, language=language,
+        address=dict(address) if address else None, consent=dict(consent) if consent else None,
+        external_id=external_id, created_at=clock.now(),
+        gsi1pk=keys.guarantors_gsi1pk(clinic_id), gsi1sk=gid,
+        gsi2pk=keys.last_name_gsi2pk(clinic_id, last_name),
+        gsi2sk=f"{keys.fold_name(first_name)}#{gid}",
+    )
+    tx = Tx()
+    tx.put(profile, condition=GuarantorItem.pk.does_not_exist())
+    tx.put(BalanceItem(pk, keys.BALANCE), condition=BalanceItem.pk.does_not_exist())
+    try:
+        tx.commit()
+    except TxFailed as exc:
+        if exc.reasons:
+            raise AlreadyExists(f"guarantor {gid} already exists") from exc
+        raise
+    return gid
+
+
+@clinic_scoped
+def patient_link(
+    *,
+    clinic_id: str,
+    guarantor_id: str,
+    first_name: str,
+    last_name: str,
+    relationship: str = "self",
+    date_of_birth: str | None = None,
+    sex: str | None = None,
+    preferred_name: str | None = None,
+    patient_id: str | None = None,
+) -> str:
+    """Link a patient to a guarantor with a relationship; return the patient id.
+
+    Raises UnknownGuarantor (checked in the same transaction), InvalidInput, AlreadyExists.
+    """
+    if relationship not in RELATIONSHIPS:
+        raise InvalidInput(f"relationship must be one of {sorted(RELATIONSHIPS)}")
+    pid = require_id(patient_id, field="patient_id") if patient_id else new_id("pt")
+    require_id(guarantor_id, field="guarantor_id")
+    pk = keys.guarantor_pk(clinic_id, guarantor_id)
+    item = PatientItem(pk, keys.patient_sk(pid), patient_id=pid, first_name=first_name,
+                       last_name=last_name, preferred_name=preferred_name,
+                       date_of_birth=_iso_date(date_of_birth, "date_of_birth") if date_of_birth else None,
+                       sex=sex, relationship=relationship)
+    tx = Tx()
+    tx.check(BalanceItem, pk, keys.BALANCE, BalanceItem.pk.exists())
+    tx.put(item, condition=PatientItem.pk.does_not_exist())
+    try:
+        tx.commit()
+    except TxFailed as exc:
+        if keys.BALANCE in exc.reasons:
+            raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from exc
+        if item.sk in exc.reasons:
+            raise AlreadyExists(f"patient {pid} is already linked") from exc
+        raise
+    return pid
+
+
+def _clinic_refs_exist(clinic_id: str, facility_id: str | None, provider_ids: Sequence[str]) -> None:
+    pk = keys.clinic_pk(clinic_id)
+    wanted: list[tuple[str, str]] = []
+    if facility_id:
+        wanted.append((pk, keys.facility_sk(require_id(facility_id, field="facility_id"))))
+    for pid in provider_ids:
+        wanted.append((pk, keys.provider_sk(require_id(pid, field="provider_id"))))
+    if not wanted:
+        return
+    found = {it.sk for it in Item.batch_get(wanted)
+             if isinstance(it, FacilityItem | ProviderItem)}
+    for _, sk in wanted:
+        if sk not in found:
+            raise NotFound(f"{'facility' if sk.startswith('FAC#') else 'provider'} "
+                           f"{sk.split('#', 1)[1]} not found in this clinic")
+
+
+@clinic_scoped
+def service_line_charge(
+    *,
+    clinic_id: str,
+    guarantor_id: str,
+    encounter_number: str,
+    line_number: int,
+    patient_id: str,
+    date_of_service: str,
+    procedure_code: str,
+    billed_cents: int,
+    modifiers: Sequence[str] = (),
+    units: int = 1,
+    facility_id: str | None = None,
+    billing_provider_id: str | None = None,
+    rendering_provider_id: str | None = None,
+    referring_provider_id: str | None = None,
+    responsibility_date: str | None = None,
+    description: str | None = None,
+    self_pay: bool = False,
+) -> PostedEntry:
+    """Create a service line and post its charge in one transaction.
+
+    The charge goes to insurance receivable, or straight to the patient when ``self_pay``.
+    Service ID = ``<encounter>-<line>`` (PRODUCT.md §2); source key ``charge:<service id>``.
+    Raises InvalidInput, InvalidAmount, NotFound (facility/provider), UnknownGuarantor,
+    AlreadyExists/AlreadyPosted for a line charged before.
+    """
+    billed = require_positive_cents(billed_cents, field="billed_cents")
+    require_id(encounter_number, field="encounter_number")
+    require_id(patient_id, field="patient_id")
+    if isinstance(line_number, bool) or not isinstance(line_number, int) or not 1 <= line_number <= 999:
+        raise InvalidInput("line_number must be 1-999")
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise InvalidInput("units must be a positive integer")
+    code = procedure_code.strip().upper()
+    if not code.isalnum() or not 4 <= len(code) <= 7:
+        raise InvalidInput(f"procedure_code {procedure_code!r} is not a CPT/HCPCS code")
+    if len(modifiers) > 4 or any(not (len(m) == 2 and m.isalnum()) for m in modifiers):
+        raise InvalidInput("modifiers are at most four 2-character codes")
+    dos = _iso_date(date_of_service, "date_of_service")
+    resp = _iso_date(responsibility_date, "responsibility_date") if responsibility_date else None
+    providers = [p for p in (billing_provider_id, rendering_provider_id, referring_provider_id) if p]
+    _clinic_refs_exist(clinic_id, facility_id, providers)
+    line_id = keys.service_line_id(encounter_number, line_number)
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    item = ServiceLineItem(
+        pk, keys.line_sk(line_id), line_id=line_id, encounter_number=encounter_number,
+        line_number=line_number, patient_id=patient_id, facility_id=facility_id,
+        billing_provider_id=billing_provider_id, rendering_provider_id=rendering_provider_id,
+        referring_provider_id=referring_provider_id, date_of_service=dos,
+        responsibility_date=resp, procedure_code=code, modifiers=[m.upper() for m in modifiers],
+        units=units, description=description,
+        part=part_key(facility_id, rendering_provider_id or billing_provider_id, patient_id),
+    )
+    receivable = Account.PAT_AR if self_pay else Account.INS_AR
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id,
+        code=EntryCode.PATIENT_CHARGE if self_pay else EntryCode.CHARGE,
+        lines=[Line(receivable, billed, line_id), Line(Account.REVENUE, -billed, line_id)],
+        source_key=f"charge:{line_id}", new_lines=[item],
+    )
+
+
+@clinic_scoped
+def insurance_payment_post(*, clinic_id: str, guarantor_id: str, line_id: str,
+                           amount_cents: int, source_key: str) -> PostedEntry:
+    """Insurance paid ``amount_cents`` on a line (835 SVC03/CLP04). Raises as entry_post."""
+    cents = require_positive_cents(amount_cents)
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.INSURANCE_PAYMENT,
+        lines=[Line(Account.INS_CASH, cents, line_id), Line(Account.INS_AR, -cents, line_id)],
+        source_key=source_key,
+    )
+
+
+@clinic_scoped
+def insurance_adjustment_post(*, clinic_id: str, guarantor_id: str, line_id: str,
+                              amount_cents: int, carc_group: str, carc_reason: str,
+                              source_key: str) -> PostedEntry:
+    """An insurance adjustment with its CARC group (CO, OA, PI, CR) and reason code (CAS).
+
+    A negative CAS amount (an adjustment taken back) is posted as the reversal of the original
+    fact by the importer, not as a negative amount here.
+    """
+    cents = require_positive_cents(amount_cents)
+    if carc_group not in CARC_GROUPS - {"PR"}:
+        raise InvalidInput("carc_group must be CO, OA, PI or CR (PR is patient responsibility)")
+    if not carc_reason or len(carc_reason) > 5:
+        raise InvalidInput("carc_reason must be a CARC code such as 45")
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.INSURANCE_ADJUSTMENT,
+        lines=[Line(Account.INS_ADJ, cents, line_id), Line(Account.INS_AR, -cents, line_id)],
+        source_key=source_key, meta={"carc_group": carc_group, "carc_reason": carc_reason},
+    )
+
+
+@clinic_scoped
+def patient_responsibility_post(*, clinic_id: str, guarantor_id: str, line_id: str,
+                                amount_cents: int, kind: ResponsibilityKind, source_key: str,
+                                carc_reason: str | None = None) -> PostedEntry:
+    """Move ``amount_cents`` of a line from insurance to the patient (CAS group PR)."""
+    cents = require_positive_cents(amount_cents)
+    meta = {"kind": ResponsibilityKind(kind).value, "carc_group": "PR"}
+    if carc_reason:
+        meta["carc_reason"] = carc_reason
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.PATIENT_RESPONSIBILITY,
+        lines=[Line(Account.PAT_AR, cents, line_id), Line(Account.INS_AR, -cents, line_id)],
+        source_key=source_key, meta=meta,
+    )
+
+
+@clinic_scoped
+def patient_adjustment_post(*, clinic_id: str, guarantor_id: str, line_id: str,
+                            amount_cents: int, reason: str, source_key: str) -> PostedEntry:
+    """A patient credit adjustment (courtesy discount, small-balance write-off, other)."""
+    cents = require_positive_cents(amount_cents)
+    if reason not in ADJUSTMENT_REASONS:
+        raise InvalidInput(f"reason must be one of {sorted(ADJUSTMENT_REASONS)}")
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.PATIENT_ADJUSTMENT,
+        lines=[Line(Account.PAT_ADJ, cents, line_id), Line(Account.PAT_AR, -cents, line_id)],
+        source_key=source_key, meta={"reason": reason},
+    )
+
+
+@clinic_scoped
+def collections_transfer(*, clinic_id: str, guarantor_id: str, line_id: str,
+                         amount_cents: int, source_key: str, agency: str | None = None) -> PostedEntry:
+    """Transfer open patient balance of a line to collections (no longer payable online)."""
+    cents = require_positive_cents(amount_cents)
+    meta = {"agency": agency} if agency else {}
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.COLLECTION_TRANSFER,
+        lines=[Line(Account.COLLECTIONS, cents, line_id), Line(Account.PAT_AR, -cents, line_id)],
+        source_key=source_key, meta=meta,
+    )
+
+
+@clinic_scoped
+def patient_payment_post(*, clinic_id: str, guarantor_id: str, amount_cents: int,
+                         applications: Mapping[str, int], source_key: str,
+                         method: str = "card") -> PostedEntry:
+    """Patient money received, applied to lines as given; the rest is held in escrow.
+
+    ``applications``: service line id -> positive cents, summing to at most the amount. The
+    payments package chooses them (auto-post oldest first, REFERENCE-PORTAL.md E4) and owns
+    receipts and batches; this is the ledger fact. Raises InvalidAmount, LineInCollections,
+    InsufficientBalance (an application above the line's open balance), AlreadyPosted.
+    """
+    cents = require_positive_cents(amount_cents)
+    lines = [Line(Account.PAT_CASH, cents)]
+    applied = 0
+    for line_id, part in sorted(applications.items()):
+        part = require_positive_cents(part, field=f"applications[{line_id}]")
+        applied += part
+        lines.append(Line(Account.PAT_AR, -part, line_id))
+    if applied > cents:
+        raise InvalidInput("applications exceed the amount received")
+    if cents - applied:
+        lines.append(Line(Account.ESCROW, -(cents - applied)))
+    return ledger.entry_post(clinic_id=clinic_id, guarantor_id=guarantor_id,
+                             code=EntryCode.PATIENT_PAYMENT, lines=lines,
+                             source_key=source_key, meta={"method": method})
+
+
+@clinic_scoped
+def payment_apply(*, clinic_id: str, guarantor_id: str, line_id: str, amount_cents: int,
+                  source_key: str) -> PostedEntry:
+    """Apply unapplied funds (escrow) to a line. Raises InsufficientBalance if escrow is short."""
+    cents = require_positive_cents(amount_cents)
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.PAYMENT_APPLICATION,
+        lines=[Line(Account.ESCROW, cents), Line(Account.PAT_AR, -cents, line_id)],
+        source_key=source_key,
+    )
+
+
+@clinic_scoped
+def patient_refund_post(*, clinic_id: str, guarantor_id: str, amount_cents: int,
+                        source_key: str) -> PostedEntry:
+    """Refund unapplied funds to the guarantor. Applied money is reversed first (payments)."""
+    cents = require_positive_cents(amount_cents)
+    return ledger.entry_post(
+        clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode.PATIENT_REFUND,
+        lines=[Line(Account.ESCROW, cents), Line(Account.PAT_CASH, -cents)],
+        source_key=source_key,
+    )
+
+
+@clinic_scoped
+def statement_create(*, clinic_id: str, guarantor_id: str, statement_date: str,
+                     due_date: str, statement_id: str | None = None) -> str:
+    """Snapshot a statement for the guarantor: open lines, statement balance, amount due.
+
+    Lines with open patient balance are listed as ``new`` (first billed) or
+    ``previously_billed``. Returns the statement id. Raises UnknownGuarantor, InvalidInput.
+    """
+    sdate = _iso_date(statement_date, "statement_date")
+    ddate = _iso_date(due_date, "due_date")
+    if ddate < sdate:
+        raise InvalidInput("due_date is before statement_date")
+    sid = require_id(statement_id, field="statement_id") if statement_id else new_id("st")
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    billed_before: set[str] = set()
+    for st in StatementItem.query(pk, StatementItem.sk.startswith(keys.STATEMENT_PREFIX)):
+        billed_before.update(str(x.get("line_id")) for x in st.lines)
+    lines = []
+    for sl in ServiceLineItem.query(pk, ServiceLineItem.sk.startswith(keys.LINE_PREFIX),
+                                    consistent_read=True):
+        open_cents = sl.money.get(PAT_OPEN, 0)
+        if open_cents > 0 and not sl.money.get(COLLECTIONS, 0):
+            lines.append({"line_id": sl.line_id, "date_of_service": sl.date_of_service,
+                          "procedure_code": sl.procedure_code, "open_cents": open_cents,
+                          "status": "previously_billed" if sl.line_id in billed_before else "new"})
+    item = StatementItem(pk, keys.statement_sk(sid), statement_id=sid, statement_date=sdate,
+                         due_date=ddate, account_number=guarantor_id, statement_balance=0,
+                         amount_due=0, as_of_seq=0, lines=lines, created_at=clock.now())
+    ledger.statement_snapshot(clinic_id=clinic_id, guarantor_id=guarantor_id, statement=item)
+    return sid
+

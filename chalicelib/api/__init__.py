@@ -1,0 +1,1 @@
+"""PRESENTATION: the JSON API (health now; practice-management endpoints and webhooks later)."""

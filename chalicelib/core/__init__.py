@@ -1,0 +1,1 @@
+"""Core: money, clock, ids, errors and configuration. Imports nothing else from Frontdesk."""

@@ -1,0 +1,1 @@
+"""The embedded-default demo: a generated clinic run through the real services."""

@@ -1,0 +1,1 @@
+"""Ledger: append-only double-entry entries per guarantor, stored balances, reversal, verify."""

@@ -1,0 +1,231 @@
+"""Binding the models to a table, one shared botocore client, tenant scope, transactions.
+
+Why our own helpers: PynamoDB gives each model class its own connection and reports a failed
+transaction's reasons in request order (condition checks, deletes, puts, updates). ``bind``
+makes every model share one connection (one botocore client: the service model is loaded once,
+B3 rule 4, and one place for request hooks, B2), and :class:`Tx` maps reasons back to the
+sort keys of the items that failed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.core import config
+from chalicelib.core.errors import TryAgainLater
+from chalicelib.store.models import ALL_MODELS, Item
+
+Hook = Callable[[str, dict[str, Any]], None]
+
+_connection: Connection | None = None
+_hooks: list[Hook] = []
+_clinic: contextvars.ContextVar[str | None] = contextvars.ContextVar("clinic", default=None)
+
+RETRYABLE_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "InternalServerError"}
+)
+RETRYABLE_ERRORS = RETRYABLE_REASONS | {
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "TransactionInProgressException",
+}
+
+
+def bind(*, table_name: str | None = None, host: str | None = None) -> None:
+    """Point every model at ``table_name`` on ``host`` (defaults from core.config).
+
+    Creates the one shared connection with the timeouts of R6 (connect 1 s, read 2 s, 2
+    retries by default) and re-registers request hooks. Safe to call again (tests, CLI).
+    """
+    global _connection
+    cfg = config.settings()
+    table = table_name or cfg.table_name
+    endpoint = host if host is not None else cfg.dynamodb_endpoint
+    if endpoint and ("127.0.0.1" in endpoint or "localhost" in endpoint):
+        # DynamoDB Local accepts any credentials; never look for real ones on a laptop.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    for model in ALL_MODELS:
+        meta: Any = model.Meta
+        meta.table_name = table
+        meta.host = endpoint
+        meta.region = cfg.region
+        meta.connect_timeout_seconds = cfg.ddb_connect_timeout
+        meta.read_timeout_seconds = cfg.ddb_read_timeout
+        meta.max_retry_attempts = cfg.ddb_max_retries
+        model._connection = None
+    _connection = Connection(
+        region=cfg.region,
+        host=endpoint,
+        connect_timeout_seconds=cfg.ddb_connect_timeout,
+        read_timeout_seconds=cfg.ddb_read_timeout,
+        max_retry_attempts=cfg.ddb_max_retries,
+        max_pool_connections=64,
+    )
+    for model in ALL_MODELS:
+        table_connection = model._get_connection()
+        if model is Item:
+            _connection.add_meta_table(table_connection.get_meta_table())
+        table_connection.connection = _connection
+    client = _connection.client
+    for hook in _hooks:
+        _register(client, hook)
+
+
+def connection() -> Connection:
+    """The shared connection (binds from the environment on first use)."""
+    if _connection is None:
+        bind()
+    assert _connection is not None
+    return _connection
+
+
+def add_request_hook(hook: Hook) -> None:
+    """Call ``hook(operation, params)`` before every DynamoDB request (B2 counting, R16 checks)."""
+    _hooks.append(hook)
+    if _connection is not None:
+        _register(_connection.client, hook)
+
+
+def remove_request_hook(hook: Hook) -> None:
+    """Undo :func:`add_request_hook`."""
+    _hooks.remove(hook)
+    if _connection is not None:
+        _connection.client.meta.events.unregister(
+            "before-parameter-build.dynamodb", unique_id=f"fd-{id(hook)}"
+        )
+
+
+def _register(client: Any, hook: Hook) -> None:
+    def handler(params: dict[str, Any], model: Any, **_: Any) -> None:
+        hook(model.name, params)
+
+    client.meta.events.register(
+        "before-parameter-build.dynamodb", handler, unique_id=f"fd-{id(hook)}"
+    )
+
+
+# --- tenant scope ---------------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def current_clinic() -> str | None:
+    """The clinic whose service or selector is running in this context, if any (R16)."""
+    return _clinic.get()
+
+
+@contextmanager
+def clinic_scope(clinic_id: str) -> Iterator[None]:
+    """Mark the requests made inside as made for ``clinic_id`` (checked by the test hook)."""
+    token = _clinic.set(clinic_id)
+    try:
+        yield
+    finally:
+        _clinic.reset(token)
+
+
+def clinic_scoped(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a service or selector whose keyword argument ``clinic_id`` names the tenant."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        clinic_id = kwargs.get("clinic_id")
+        if not isinstance(clinic_id, str):
+            return fn(*args, **kwargs)
+        with clinic_scope(clinic_id):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+
+class TxFailed(Exception):
+    """A transaction was cancelled. ``reasons`` maps the failed items' sort keys to codes."""
+
+    def __init__(self, reasons: dict[str, str], cause: Exception) -> None:
+        super().__init__(f"transaction cancelled: {reasons or cause}")
+        self.reasons = reasons
+        self.cause = cause
+
+    @property
+    def retryable(self) -> bool:
+        """True when nothing failed a condition (conflict, throttle, transient)."""
+        codes = set(self.reasons.values())
+        return not codes or codes <= RETRYABLE_REASONS
+
+
+class Tx:
+    """Collects up to 100 item actions and commits them as one TransactWriteItems.
+
+    Usage: ``tx = Tx(); tx.put(item, condition=...); tx.update(item, actions); tx.commit()``.
+    Raises :class:`TxFailed` with reasons keyed by sort key; other botocore errors that are
+    throttles become :class:`TryAgainLater`.
+    """
+
+    def __init__(self) -> None:
+        self._checks: list[tuple[type[Item], str, str, Condition]] = []
+        self._puts: list[tuple[Item, Condition | None]] = []
+        self._updates: list[tuple[Item, list[Action], Condition | None, bool]] = []
+
+    def put(self, item: Item, *, condition: Condition | None = None) -> None:
+        self._puts.append((item, condition))
+
+    def update(
+        self,
+        item: Item,
+        actions: list[Action],
+        *,
+        condition: Condition | None = None,
+        versioned: bool = True,
+    ) -> None:
+        self._updates.append((item, actions, condition, versioned))
+
+    def check(self, model: type[Item], pk: str, sk: str, condition: Condition) -> None:
+        self._checks.append((model, pk, sk, condition))
+
+    def __len__(self) -> int:
+        return len(self._checks) + len(self._puts) + len(self._updates)
+
+    def commit(self) -> None:
+        order = (
+            [sk for _, _, sk, _ in self._checks]
+            + [item.sk for item, _ in self._puts]
+            + [item.sk for item, _, _, _ in self._updates]
+        )
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                for model, pk, sk, check in self._checks:
+                    tx.condition_check(model, pk, sk, condition=check)
+                for item, put_condition in self._puts:
+                    tx.save(item, condition=put_condition)
+                for item, actions, update_condition, versioned in self._updates:
+                    tx.update(item, actions, condition=update_condition, add_version_condition=versioned)
+        except TransactWriteError as exc:
+            code = exc.cause_response_code or ""
+            if code != "TransactionCanceledException":
+                if code in RETRYABLE_ERRORS:
+                    raise TryAgainLater("the database is busy; try again") from exc
+                raise
+            reasons = {
+                sk: reason.code
+                for sk, reason in zip(order, exc.cancellation_reasons, strict=False)
+                if reason is not None and reason.code not in (None, "None")
+            }
+            raise TxFailed(reasons, exc) from exc

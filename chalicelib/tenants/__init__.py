@@ -1,0 +1,1 @@
+"""Tenants: clinics, groups (portal branding and options), staff users, facilities, providers."""
