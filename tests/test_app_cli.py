@@ -1,0 +1,74 @@
+"""The Chalice app through its test client, and the command line against DynamoDB Local."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chalice.test import Client
+
+from chalicelib.accounts import services as accounts
+from tests import factories
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_health_route():
+    from app import app
+
+    with Client(app) as client:
+        response = client.http.get("/health")
+    assert response.status_code == 200
+    assert response.json_body == {"ok": True, "service": "frontdesk"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "chalicelib.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.usefixtures("dynamodb_endpoint")
+def test_cli_create_tables_guarantors_and_ledger_verify():
+    assert _cli("create-tables").stdout.strip().endswith("already exists")
+    f = factories.family(last_name="Cli")
+    factories.patient_owes(f, 4_321)
+    out = _cli("guarantors", "--json", "--clinic", f.clinic_id)
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads(out.stdout)
+    assert row["guarantor_id"] == f.guarantor_id
+    assert (row["current_balance_cents"], row["amount_due_cents"]) == (4_321, 0)
+    verify = _cli("ledger-verify", "--json", "--clinic", f.clinic_id)
+    assert verify.returncode == 0
+    assert json.loads(verify.stdout) == {"ok": True, "balances_checked": 1, "mismatches": []}
+
+
+@pytest.mark.usefixtures("dynamodb_endpoint")
+def test_cli_ledger_verify_exits_1_on_a_mismatch():
+    f = factories.family()
+    lid = factories.patient_owes(f, 1_000)
+    accounts.statement_create(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id,
+                              statement_date="2026-11-01", due_date="2026-11-30")
+    from chalicelib.store import keys
+    from chalicelib.store.db import clinic_scope
+    from chalicelib.store.models import ServiceLineItem
+    with clinic_scope(f.clinic_id):
+        item = ServiceLineItem.get(keys.guarantor_pk(f.clinic_id, f.guarantor_id), keys.line_sk(lid))
+        item.update(actions=[ServiceLineItem.money.set({**item.money, "pat_open": 5})])
+    verify = _cli("ledger-verify", "--json", "--clinic", f.clinic_id)
+    assert verify.returncode == 1
+    report = json.loads(verify.stdout)
+    assert report["ok"] is False and report["mismatches"][0]["line_id"] == lid
+
+
+@pytest.mark.usefixtures("dynamodb_endpoint")
+def test_demo_no_serve_generates_a_verified_clinic():
+    out = _cli("demo", "--no-serve", "--json", "--guarantors", "12")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["guarantors"] == 12 and result["ledger_ok"] is True
+    assert any(r["current_balance_cents"] > 0 for r in result["sample"])
