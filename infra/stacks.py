@@ -1,0 +1,47 @@
+"""One stack per stage: the KMS key, the table, the application and its alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.api import Api
+from infra.config import StageConfig
+from infra.data import Data
+from infra.monitoring import Monitoring
+
+
+class FrontdeskStack(Stack):
+    """Everything one stage (``dev``, ``prod``) deploys, from its :class:`StageConfig`.
+
+    The stack's construct id is ``config.stage`` (the Chalice construct reads its stage from it)
+    and its CloudFormation name is ``frontdesk-<stage>``. Construct ids ``Key``, ``Data`` (with
+    its ``Table``) and ``Api`` (with its ``Role``) are permanent: logical ids derive from them,
+    and a new logical id replaces the resource (the table and key would start empty).
+
+    ``with_api=False`` leaves out the Chalice construct (and so ``chalice package``) but keeps
+    the role and the Chalice stage configuration, for fast offline tests.
+    """
+
+    def __init__(self, scope: Construct, config: StageConfig, *, with_api: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("stack_name", config.stack_name)
+        kwargs.setdefault("description", f"Frontdesk {config.stage}: table, key, application, alarms")
+        super().__init__(scope, config.stage, **kwargs)
+        self.config = config
+        #: The stage's data key: rotation on, retained (data encrypted with it stays readable).
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"Frontdesk {config.stage}: DynamoDB table encryption",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.data = Data(self, "Data", key=self.key, table_name=config.table_name)
+        self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api)
+        handler = self.api.chalice.get_resource("APIHandler").ref if self.api.chalice is not None else None
+        self.monitoring = Monitoring(
+            self, "Monitoring", table=self.data.table, alarm_email=config.alarm_email, api_handler_name=handler
+        )

@@ -1,0 +1,397 @@
+"""infra/: the stage stacks synthesized offline and asserted with aws_cdk.assertions and cfn-lint,
+and the Chalice configuration they rely on (SERVERLESS.md 3.10, section 4 items 19-20; R6, R18).
+
+The fast tests synthesize both stages once per module with ``with_api=False`` (no ``chalice
+package``); the one ``slow`` test synthesizes the dev stage with the Chalice construct through
+``python -m infra.app`` in a subprocess. None of them needs DynamoDB Local. CDK synthesis runs
+``node`` (jsii), which must be on PATH.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Capture, Match, Template
+from cfnlint.api import lint_file
+
+from chalicelib.core import config as app_config
+from chalicelib.store import schema
+from infra.app import build_app
+from infra.config import STAGES, StageConfig
+from infra.stacks import FrontdeskStack
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE_NAMES = sorted(STAGES)
+
+# Logical ids of the stateful resources and of the role Chalice is handed. They derive from the
+# construct ids; a change means CloudFormation replaces the resource (an empty table, a new key).
+PERMANENT_LOGICAL_IDS = {
+    "AWS::DynamoDB::Table": "DataTableFDBAD0F2",
+    "AWS::KMS::Key": "Key961B73FD",
+    "AWS::IAM::Role": "ApiRoleDE7A08EC",
+}
+
+# What the app role may do to the table: written out here, independently of infra/api.py.
+# (TransactWriteItems / TransactGetItems are not IAM actions: each item of a transaction is
+# authorized by its own Put/Update/Delete/ConditionCheckItem or GetItem permission.)
+EXPECTED_DYNAMODB_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DescribeTable",
+}
+EXPECTED_KMS_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+
+# cfn-lint rule ids tolerated in synthesized templates, each with its reason. Errors are never
+# tolerated; warnings only when listed here; informational (I...) findings are not checked.
+CFN_LINT_IGNORED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def stacks() -> dict[str, FrontdeskStack]:
+    app = build_app(with_api=False)
+    found = {child.node.id: child for child in app.node.children if isinstance(child, FrontdeskStack)}
+    assert sorted(found) == STAGE_NAMES
+    return found
+
+
+@pytest.fixture(scope="module")
+def templates(stacks: dict[str, FrontdeskStack]) -> dict[str, dict[str, Any]]:
+    return {name: Template.from_stack(stack).to_json() for name, stack in stacks.items()}
+
+
+def _template(templates: dict[str, dict[str, Any]], stage: str) -> Template:
+    return Template.from_json(templates[stage])
+
+
+def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def _only(template: dict[str, Any], type_: str) -> tuple[str, dict[str, Any]]:
+    found = _resources(template, type_)
+    assert len(found) == 1, (type_, sorted(found))
+    return next(iter(found.items()))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_one_table_retained_and_protected(templates, stage):
+    template = _template(templates, stage)
+    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": Match.object_like(
+                {
+                    "TableName": f"frontdesk-{stage}",
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "DeletionProtectionEnabled": True,
+                }
+            ),
+        },
+    )
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_table_matches_store_schema(templates, stage):
+    template = _template(templates, stage)
+    key_id = PERMANENT_LOGICAL_IDS["AWS::KMS::Key"]
+    gsis = Capture()
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": schema.PK, "KeyType": "HASH"},
+                {"AttributeName": schema.SK, "KeyType": "RANGE"},
+            ],
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": schema.TTL, "Enabled": True},
+            "SSESpecification": {
+                "SSEEnabled": True,
+                "SSEType": "KMS",
+                "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
+            },
+            "LocalSecondaryIndexes": Match.absent(),
+            "Replicas": Match.absent(),
+            "GlobalSecondaryIndexes": gsis,
+        },
+    )
+    by_name = {g["IndexName"]: g for g in gsis.as_array()}
+    assert set(by_name) == {g.name for g in schema.GSIS}
+    for gsi in schema.GSIS:
+        assert by_name[gsi.name]["KeySchema"] == [
+            {"AttributeName": gsi.pk, "KeyType": "HASH"},
+            {"AttributeName": gsi.sk, "KeyType": "RANGE"},
+        ]
+        assert by_name[gsi.name]["Projection"] == {"ProjectionType": "ALL"}
+    # Same key attributes, all strings, as the DynamoDB Local table the tests run on.
+    _, table = _only(templates[stage], "AWS::DynamoDB::Table")
+    expected = schema.table_definition("x")["AttributeDefinitions"]
+    assert sorted(table["Properties"]["AttributeDefinitions"], key=str) == sorted(expected, key=str)
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_stateful_logical_ids_are_permanent(stacks, templates, stage):
+    """A renamed construct id gives a new logical id, and CloudFormation a new, empty table."""
+    for type_, logical_id in PERMANENT_LOGICAL_IDS.items():
+        assert _only(templates[stage], type_)[0] == logical_id
+    stack = stacks[stage]
+    table_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"], "Arn"]}
+    assert stack.resolve(stack.data.table.table_arn) == table_arn
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_key_rotates_and_is_retained(templates, stage):
+    template = _template(templates, stage)
+    template.resource_count_is("AWS::KMS::Key", 1)
+    template.has_resource(
+        "AWS::KMS::Key",
+        {"DeletionPolicy": "Retain", "Properties": Match.object_like({"EnableKeyRotation": True})},
+    )
+
+
+# --- the application role ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_app_role_is_least_privilege(templates, stage):
+    """Section 4 item 19 / R18: exact DynamoDB actions on the table and its indexes only, KMS on
+    the stage key only, no wildcard action and no ``"Resource": "*"`` anywhere in the role."""
+    template = templates[stage]
+    role_id, role = _only(template, "AWS::IAM::Role")
+    assert _resources(template, "AWS::IAM::Policy") == {}, "every permission is inline in the role"
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+    ]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    table_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"], "Arn"]}
+    key_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::KMS::Key"], "Arn"]}
+    dynamodb_actions: set[str] = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+        assert "*" not in resources, statement
+        assert not [a for a in actions if "*" in a], statement
+        assert "NotAction" not in statement and "NotResource" not in statement
+        if any(a.startswith("dynamodb:") for a in actions):
+            assert all(a.startswith("dynamodb:") for a in actions)
+            dynamodb_actions |= set(actions)
+            assert resources == [table_arn, {"Fn::Join": ["", [table_arn, "/index/*"]]}]
+        elif any(a.startswith("kms:") for a in actions):
+            assert set(actions) == EXPECTED_KMS_ACTIONS
+            assert resources == [key_arn]
+        else:
+            assert {a.split(":")[0] for a in actions} == {"logs"}
+            assert len(resources) == 1
+            assert f":log-group:/aws/lambda/frontdesk-{stage}-*:*" in json.dumps(resources[0])
+    assert dynamodb_actions == EXPECTED_DYNAMODB_ACTIONS
+    assert role_id == PERMANENT_LOGICAL_IDS["AWS::IAM::Role"]
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_chalice_gets_the_cdk_role_and_the_table(stacks, stage):
+    stack = stacks[stage]
+    stage_config = stack.resolve(stack.api.stage_config)
+    assert stage_config["autogen_policy"] is False
+    assert stage_config["manage_iam_role"] is False
+    assert stage_config["iam_role_arn"] == {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"], "Arn"]}
+    table_ref = {"Ref": PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"]}
+    assert stage_config["environment_variables"] == {"FRONTDESK_TABLE": table_ref}
+    assert stack.api.chalice is None  # with_api=False: nothing packaged
+
+
+# --- the rest of the stack -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_stack_names_and_alarms(stacks, templates, stage):
+    assert stacks[stage].stack_name == f"frontdesk-{stage}"
+    template = _template(templates, stage)
+    template.resource_count_is("AWS::SNS::Subscription", 0)  # no address configured by default
+    alarms = _resources(templates[stage], "AWS::CloudWatch::Alarm")
+    assert {a["Properties"]["MetricName"] for a in alarms.values()} == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    (topic_id, _) = _only(templates[stage], "AWS::SNS::Topic")
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms.values())
+
+
+def test_alarm_email_is_subscribed_when_configured():
+    app = cdk.App()
+    config = dataclasses.replace(STAGES["dev"], alarm_email="ops@example.org")
+    template = Template.from_stack(FrontdeskStack(app, config, with_api=False))
+    template.resource_count_is("AWS::SNS::Subscription", 1)
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"})
+
+
+def test_stage_config_rejects_what_aws_or_chalice_would():
+    with pytest.raises(ValueError):
+        StageConfig(stage="Dev", log_retention_days=30, throttle_rate=1, throttle_burst=1)
+    with pytest.raises(ValueError):
+        StageConfig(stage="dev", log_retention_days=31, throttle_rate=1, throttle_burst=1)
+    with pytest.raises(ValueError):
+        StageConfig(stage="dev", log_retention_days=30, throttle_rate=0, throttle_burst=1)
+    assert STAGES["prod"].table_name == "frontdesk-prod"
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_cfn_lint_finds_no_errors_or_warnings(templates, stage, tmp_path):
+    path = tmp_path / f"{stage}.template.json"
+    path.write_text(json.dumps(templates[stage], indent=1))
+    findings = [
+        f"{m.rule.id} {m.message[:200]} (line {m.linenumber})"
+        for m in lint_file(path)
+        if m.rule.id[0] in "EW" and m.rule.id not in CFN_LINT_IGNORED
+    ]
+    assert findings == []
+
+
+# --- .chalice/config.json ------------------------------------------------------------------
+
+
+def _chalice_config() -> dict[str, Any]:
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())
+
+
+def test_every_cdk_stage_is_a_chalice_stage():
+    """The Chalice construct packages the stage named like the stack; it must exist in the file."""
+    assert set(STAGES) <= set(_chalice_config()["stages"])
+
+
+def test_chalice_never_writes_iam_policies():
+    """R18: Chalice's policy generator cannot see PynamoDB's calls; every stage turns it off."""
+    config = _chalice_config()
+    for name, stage in config["stages"].items():
+        assert stage.get("autogen_policy", config.get("autogen_policy", True)) is False, name
+        for function, settings in stage.get("lambda_functions", {}).items():
+            assert settings.get("autogen_policy", False) is False, (name, function)
+
+
+def _dynamodb_worst_case_seconds(environment: dict[str, str]) -> float:
+    """(connect + read) × (1 + retries), with the app's own defaults for unset variables."""
+    with mock.patch.dict(os.environ, environment, clear=True):
+        app_config.reset()
+        try:
+            s = app_config.settings()
+            return (s.ddb_connect_timeout + s.ddb_read_timeout) * (1 + s.ddb_max_retries)
+        finally:
+            app_config.reset()
+
+
+def test_lambda_timeout_covers_dynamodb_worst_case():
+    """R6: DynamoDB's worst case per request stays within half the Lambda timeout and below API
+    Gateway's 29 s integration timeout, for every stage and every per-function override."""
+    config = _chalice_config()
+    chalice_default_timeout = 60
+    for name, stage in config["stages"].items():
+        env = {**config.get("environment_variables", {}), **stage.get("environment_variables", {})}
+        timeout = stage.get("lambda_timeout", config.get("lambda_timeout", chalice_default_timeout))
+        timeouts = {"(stage)": timeout}
+        for scope in (config, stage):
+            for function, settings in scope.get("lambda_functions", {}).items():
+                timeouts[function] = settings.get("lambda_timeout", timeout)
+        worst = _dynamodb_worst_case_seconds(env)
+        assert worst < 29, (name, worst)
+        for function, seconds in timeouts.items():
+            assert worst <= 0.5 * seconds, (name, function, worst, seconds)
+
+
+def test_worst_case_uses_the_app_defaults():
+    assert _dynamodb_worst_case_seconds({}) == (1 + 2) * (1 + 2)
+
+
+# --- the Chalice construct (slow: chalice package builds the Lambda bundle) ------------------
+
+
+@pytest.mark.slow
+def test_dev_stack_with_chalice_app_synthesizes_offline(tmp_path):
+    """``python -m infra.app --stage dev`` with the Chalice construct: ``chalice package`` runs
+    (Linux wheels come from PyPI or pip's cache), the SAM template is included, the function
+    runs as the CDK role with the table's name, throttling and log retention are set, and the
+    whole template passes cfn-lint. In a subprocess, because loading app.py for packaging
+    changes the process (environment, imported modules)."""
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path / "cdk.out"), "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "infra.app", "--stage", "dev"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Could not install dependencies" not in run.stdout + run.stderr, run.stdout[-4000:]
+    out = tmp_path / "cdk.out"
+    template = json.loads((out / "dev.template.json").read_text())
+    role_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"], "Arn"]}
+    table_ref = {"Ref": PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"]}
+
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    functions = _resources(template, "AWS::Serverless::Function")
+    assert "APIHandler" in functions
+    for logical_id, function in functions.items():
+        props = function["Properties"]
+        assert props["Role"] == role_arn, logical_id
+        assert props["Environment"]["Variables"]["FRONTDESK_TABLE"] == table_ref
+        assert props["Runtime"] == "python3.11"
+    assert list(_resources(template, "AWS::IAM::Role")) == [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"]]
+    assert len(_resources(template, "AWS::DynamoDB::Table")) == 1
+
+    groups = _resources(template, "AWS::Logs::LogGroup")
+    named = {json.dumps(g["Properties"]["LogGroupName"]): g for g in groups.values()}
+    for logical_id in functions:
+        group = named[json.dumps({"Fn::Join": ["", ["/aws/lambda/", {"Ref": logical_id}]]})]
+        assert group["Properties"]["RetentionInDays"] == STAGES["dev"].log_retention_days
+        assert group["DeletionPolicy"] == "Retain"
+
+    (_, api) = _only(template, "AWS::Serverless::Api")
+    assert api["Properties"]["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": STAGES["dev"].throttle_rate,
+            "ThrottlingBurstLimit": STAGES["dev"].throttle_burst,
+        }
+    ]
+    errors_alarm = [
+        a for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "Errors"
+    ]
+    assert errors_alarm and errors_alarm[0]["Properties"]["Dimensions"][0]["Value"] == {"Ref": "APIHandler"}
+
+    # The Lambda bundle holds the app and Linux builds of the compiled dependencies.
+    bundle = next(out.glob("asset.*.zip"))
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {"app.py", "chalicelib", "pynamodb", "argon2", "pyotp", "aws_lambda_powertools"} <= tops
+    assert any(n.startswith("_argon2_cffi_bindings/") and n.endswith(".so") for n in names)
+
+    findings = [
+        f"{m.rule.id} {m.message[:200]}"
+        for m in lint_file(out / "dev.template.json")
+        if m.rule.id[0] in "EW" and m.rule.id not in CFN_LINT_IGNORED
+    ]
+    assert findings == []
