@@ -295,3 +295,45 @@ def test_verify_finds_a_tampered_balance():
     report = ledger_verify(clinic_id=f.clinic_id)
     assert not report.ok
     assert report.mismatches[0]["problem"] == "guarantor totals differ"
+
+
+def test_one_remittance_entry_carries_several_facts_with_their_kinds():
+    f = factories.family()
+    a, b = factories.line(f, billed=10_000), factories.line(f, billed=5_000)
+    ledger.entry_post(
+        clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, code=EntryCode.REMITTANCE, source_key="835:h:1",
+        lines=[Line(Account.INS_CASH, 6_000, a), Line(Account.INS_ADJ, 2_000, a, "CO-45"),
+               Line(Account.PAT_AR, 1_500, a, "deductible"), Line(Account.PAT_AR, 500, a, "copay"),
+               Line(Account.INS_AR, -10_000, a),
+               Line(Account.PAT_AR, 700, b, "coinsurance"), Line(Account.INS_AR, -700, b)])
+    lines = {sl.line_id: sl.money for sl in account_selectors.service_lines_list(
+        clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)}
+    assert lines[a]["pr_deductible"] == 1_500 and lines[a]["pr_copay"] == 500 and lines[b]["pr_coinsurance"] == 700
+    assert balances(f).current_balance == 2_700
+    ledger.entry_reverse(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, entry_seq=3, reason="CLP02 22")
+    assert balances(f).current_balance == 0
+    verified(f.clinic_id)
+
+
+def test_a_callers_item_in_the_posting_transaction_is_all_or_nothing():
+    from chalicelib.core.errors import ConditionFailed
+    from chalicelib.store import keys
+    from chalicelib.store.models import UniqueItem
+
+    f = factories.family()
+    lid = factories.line(f)
+    pk = keys.guarantor_pk(f.clinic_id, f.guarantor_id)
+
+    def marker(tx, seq):
+        tx.put(UniqueItem(pk, "UQ#TEST#1", owner_sk=f"E#{seq}"), condition=UniqueItem.pk.does_not_exist())
+
+    ledger.entry_post(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, code=EntryCode.INSURANCE_PAYMENT,
+                      lines=[Line(Account.INS_CASH, 100, lid), Line(Account.INS_AR, -100, lid)],
+                      source_key="a", also=marker)
+    before = factories.collection(f)
+    with pytest.raises(ConditionFailed) as err:
+        ledger.entry_post(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, code=EntryCode.INSURANCE_PAYMENT,
+                          lines=[Line(Account.INS_CASH, 100, lid), Line(Account.INS_AR, -100, lid)],
+                          source_key="b", also=marker)
+    assert list(err.value.keys) == ["UQ#TEST#1"]
+    assert factories.collection(f) == before

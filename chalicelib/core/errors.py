@@ -60,6 +60,15 @@ class AlreadyReversed(Conflict):
     """The entry was reversed before; an entry can be reversed once."""
 
 
+class ConditionFailed(Conflict):
+    """A caller's own item in a posting transaction failed its condition; ``keys`` maps the
+    failed items' sort keys to DynamoDB's reason codes. Nothing was written."""
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        super().__init__(f"a condition failed on {sorted(keys)}")
+        self.keys = keys
+
+
 class ConcurrentPosting(Conflict):
     """Lost the race for a guarantor's balance after the bounded retries; try again later."""
 

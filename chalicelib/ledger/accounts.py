@@ -51,6 +51,7 @@ class EntryCode(StrEnum):
     PATIENT_ADJUSTMENT = "patient_adjustment"  # pat_adj / pat_ar (courtesy, small balance)
     COLLECTION_TRANSFER = "collection_transfer"  # collections / pat_ar
     PATIENT_REFUND = "patient_refund"  # escrow / pat_cash
+    REMITTANCE = "remittance"  # one 835 claim: ins_cash, ins_adj, pat_ar per line / ins_ar (+ charge)
 
 
 class ResponsibilityKind(StrEnum):
@@ -62,7 +63,9 @@ class ResponsibilityKind(StrEnum):
     OTHER = "other"
 
 
-NEW_CHARGE_CODES = frozenset({EntryCode.PATIENT_RESPONSIBILITY, EntryCode.PATIENT_CHARGE})
+NEW_CHARGE_CODES = frozenset({EntryCode.PATIENT_RESPONSIBILITY, EntryCode.PATIENT_CHARGE, EntryCode.REMITTANCE})
+#: Codes whose pat_ar debits are patient responsibility by kind (the line's ``kind``, else meta).
+RESPONSIBILITY_CODES = frozenset({EntryCode.PATIENT_RESPONSIBILITY, EntryCode.REMITTANCE})
 APPLICATION_CODES = frozenset(
     {EntryCode.PATIENT_PAYMENT, EntryCode.PAYMENT_APPLICATION, EntryCode.PATIENT_ADJUSTMENT,
      EntryCode.PATIENT_REFUND}
@@ -95,11 +98,17 @@ PAT_ADJUSTED = "pat_adjusted"
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One entry line: ``account``, signed ``cents`` (debit > 0), ``line_id`` for line accounts."""
+    """One entry line: ``account``, signed ``cents`` (debit > 0), ``line_id`` for line accounts.
+
+    ``kind`` qualifies the line where one entry carries several facts: the responsibility kind
+    of a pat_ar line (deductible, coinsurance, copay, other) or ``<CARC group>-<reason>`` of an
+    ins_adj line (e.g. ``CO-45``), as in an 835 claim posted as one entry.
+    """
 
     account: Account
     cents: int
     line_id: str | None = None
+    kind: str | None = None
 
 
 @dataclass
@@ -155,8 +164,8 @@ def apply_entry(
             _add(totals, PAT_OPEN, c)
             _add(line, PAT_OPEN, c)
             _add(part, PAT_OPEN, c)
-            if code is EntryCode.PATIENT_RESPONSIBILITY:
-                _add(line, f"pr_{meta.get('kind', ResponsibilityKind.OTHER)}", c)
+            if code in RESPONSIBILITY_CODES:
+                _add(line, f"pr_{ln.kind or meta.get('kind', ResponsibilityKind.OTHER)}", c)
             if code in PAID_CODES:
                 _add(line, PAT_PAID, -c)
             if since_statement and code in NEW_CHARGE_CODES:

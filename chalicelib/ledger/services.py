@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pynamodb.exceptions import GetError
@@ -22,6 +22,7 @@ from chalicelib.core.errors import (
     AlreadyPosted,
     AlreadyReversed,
     ConcurrentPosting,
+    ConditionFailed,
     InsufficientBalance,
     InvalidAmount,
     InvalidInput,
@@ -61,6 +62,9 @@ from chalicelib.store.models import (
 )
 
 MAX_ATTEMPTS = 4  # R5: at most 3 application-level retries, with jitter
+
+#: ``also(tx, seq)`` adds a caller's items to a posting's transaction (see entry_post).
+Also = Callable[[Tx, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +125,17 @@ def entry_post(
     source_key: str,
     meta: Mapping[str, str] | None = None,
     new_lines: Sequence[ServiceLineItem] = (),
+    also: Also | None = None,
 ) -> PostedEntry:
     """Append one balanced entry and move the stored figures, exactly once per ``source_key``.
 
     ``lines``: signed cents, debit > 0, summing to 0. ``new_lines``: service line items to
     create in the same transaction (a charge and its line are one fact). ``meta``: short
     strings such as ``kind`` (responsibility kind) or ``carc_group``/``carc_reason``.
+    ``also(tx, seq)``: adds the caller's own items to the same transaction (a receipt, a
+    payment attempt's transition, an import's claim marker); it is called once per attempt
+    with the entry's sequence number, so it must build fresh items each time. If one of those
+    items fails its condition, ConditionFailed(keys) is raised and nothing is written.
 
     Raises InvalidAmount / InvalidInput / Unbalanced before any request; UnknownGuarantor,
     UnknownServiceLine (a foreign clinic's ids are the same miss), LineInCollections,
@@ -136,7 +145,7 @@ def entry_post(
     """
     return _post(
         clinic_id=clinic_id, guarantor_id=guarantor_id, code=code, lines=lines,
-        source_key=source_key, meta=dict(meta or {}), new_lines=new_lines, reverses=None,
+        source_key=source_key, meta=dict(meta or {}), new_lines=new_lines, reverses=None, also=also,
     )
 
 
@@ -150,6 +159,7 @@ def _post(
     meta: dict[str, str],
     new_lines: Sequence[ServiceLineItem],
     reverses: int | None,
+    also: Also | None = None,
 ) -> PostedEntry:
     require_id(clinic_id, field="clinic_id")
     require_id(guarantor_id, field="guarantor_id")
@@ -199,7 +209,7 @@ def _post(
         now = clock.now()
         entry = EntryItem(
             pk, keys.entry_sk(seq), seq=seq, code=code.value,
-            lines=[EntryLineMap(account=ln.account.value, cents=ln.cents, line_id=ln.line_id)
+            lines=[EntryLineMap(account=ln.account.value, cents=ln.cents, line_id=ln.line_id, kind=ln.kind)
                    for ln in lines],
             source_key=source_key, posted_at=now, reverses=reverses, meta=meta or None,
         )
@@ -218,6 +228,9 @@ def _post(
                 condition=ServiceLineItem.pk.exists(),
                 versioned=False,  # serialized by the balance item's version in this same tx
             )
+        own_keys = {entry.sk, posting_sk, keys.BALANCE} | {keys.line_sk(i) for i in touched | set(created)}
+        if also is not None:
+            also(tx, seq)
         tx.update(
             balance,
             [
@@ -234,6 +247,9 @@ def _post(
             if set(created) & {k[len(keys.LINE_PREFIX):] for k in failed.reasons}:
                 raise AlreadyExists("a service line with this encounter and line number "
                                     "already exists") from failed
+            foreign = {k: v for k, v in failed.reasons.items() if k not in own_keys}
+            if foreign and not failed.retryable:
+                raise ConditionFailed(foreign) from failed
             _sleep_jittered(attempt)
             continue
         except TryAgainLater:
@@ -277,7 +293,7 @@ def entry_reverse(
         raise InvalidInput(f"entry {entry_seq} is a reversal and cannot be reversed")
     meta = original.meta.as_dict() if original.meta else {}
     meta["reason"] = reason[:200]
-    lines = [Line(Account(ln.account), -int(ln.cents), ln.line_id) for ln in original.lines]
+    lines = [Line(Account(ln.account), -int(ln.cents), ln.line_id, ln.kind) for ln in original.lines]
     try:
         return _post(
             clinic_id=clinic_id, guarantor_id=guarantor_id, code=EntryCode(original.code),

@@ -98,7 +98,7 @@ def check_collection(clinic_id: str, guarantor_id: str, items: Iterable[Item]) -
     figures = Figures()
     part_of = {lid: item.part for lid, item in lines.items()}
     for e in entries:
-        entry_lines = [Line(Account(ln.account), int(ln.cents), ln.line_id) for ln in e.lines]
+        entry_lines = [Line(Account(ln.account), int(ln.cents), ln.line_id, ln.kind) for ln in e.lines]
         if sum(ln.cents for ln in entry_lines) != 0:
             out.append({**where, "problem": "entry does not balance", "seq": int(e.seq)})
         if markers.get(e.source_key) != int(e.seq):

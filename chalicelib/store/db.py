@@ -24,7 +24,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import config
 from chalicelib.core.errors import TryAgainLater
-from chalicelib.store.models import ALL_MODELS, Item
+from chalicelib.store.models import SHARED, Item, all_models
 
 Hook = Callable[[str, dict[str, Any]], None]
 
@@ -58,7 +58,7 @@ def bind(*, table_name: str | None = None, host: str | None = None) -> None:
         # DynamoDB Local accepts any credentials; never look for real ones on a laptop.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    for model in ALL_MODELS:
+    for model in all_models():
         meta: Any = model.Meta
         meta.table_name = table
         meta.host = endpoint
@@ -75,11 +75,9 @@ def bind(*, table_name: str | None = None, host: str | None = None) -> None:
         max_retry_attempts=cfg.ddb_max_retries,
         max_pool_connections=64,
     )
-    for model in ALL_MODELS:
-        table_connection = model._get_connection()
-        if model is Item:
-            _connection.add_meta_table(table_connection.get_meta_table())
-        table_connection.connection = _connection
+    SHARED.connection = None
+    _connection.add_meta_table(Item._get_connection().get_meta_table())
+    SHARED.connection = _connection
     client = _connection.client
     for hook in _hooks:
         _register(client, hook)

@@ -19,6 +19,8 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
+from pynamodb.connection.table import TableConnection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -81,6 +83,23 @@ class Item(Model):
     gsi1 = _Gsi1()
     gsi2 = _Gsi2()
     gsi3 = _Gsi3()
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        """PynamoDB's per-class connection, re-pointed at the one shared connection (db.bind)."""
+        table_connection = super()._get_connection()
+        if SHARED.connection is not None and table_connection.connection is not SHARED.connection:
+            table_connection.connection = SHARED.connection
+        return table_connection
+
+
+class _Shared:
+    """The connection every model uses once :func:`chalicelib.store.db.bind` has run."""
+
+    connection: Connection | None = None
+
+
+SHARED = _Shared()
 
 
 # --- clinic level ---------------------------------------------------------------------------
@@ -226,6 +245,7 @@ class EntryLineMap(MapAttribute[str, Any]):
     account = UnicodeAttribute()
     cents = CentsAttribute()
     line_id = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(null=True)
 
 
 class EntryItem(Item, discriminator="entry"):
@@ -261,19 +281,10 @@ class StatementItem(Item, discriminator="statement"):
     created_at = UTCDateTimeAttribute()
 
 
-ALL_MODELS: tuple[type[Item], ...] = (
-    Item,
-    ClinicItem,
-    UniqueItem,
-    GroupItem,
-    StaffUserItem,
-    FacilityItem,
-    ProviderItem,
-    GuarantorItem,
-    PatientItem,
-    ServiceLineItem,
-    BalanceItem,
-    EntryItem,
-    PostingKeyItem,
-    StatementItem,
-)
+
+def all_models() -> list[type[Item]]:
+    """Item and every subclass defined so far (model modules of other packages included)."""
+    found: list[type[Item]] = [Item]
+    for cls in found:
+        found.extend(c for c in cls.__subclasses__() if c not in found)
+    return found
