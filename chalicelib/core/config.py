@@ -7,6 +7,8 @@
 | AWS_REGION / AWS_DEFAULT_REGION | region | ``us-east-1`` |
 | FRONTDESK_DDB_CONNECT_TIMEOUT / _READ_TIMEOUT | seconds (R6: far below API Gateway's 29 s) | 1 / 2 |
 | FRONTDESK_DDB_MAX_RETRIES | botocore retries after the first attempt | 2 |
+| FRONTDESK_PORTAL_URL | canonical base URL of the patient portal; links are built from it, never from the request's Host (R26) | ``http://127.0.0.1:8000`` |
+| FRONTDESK_CODE_PEPPER | secret key of the one-time-code HMAC (R16); set from a secret in the cloud | a fixed local value |
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Settings:
     ddb_connect_timeout: float
     ddb_read_timeout: float
     ddb_max_retries: int
+    portal_url: str
+    code_pepper: str
 
     @property
     def is_local(self) -> bool:
@@ -45,6 +49,8 @@ def settings() -> Settings:
         ddb_connect_timeout=float(env.get("FRONTDESK_DDB_CONNECT_TIMEOUT", "1")),
         ddb_read_timeout=float(env.get("FRONTDESK_DDB_READ_TIMEOUT", "2")),
         ddb_max_retries=int(env.get("FRONTDESK_DDB_MAX_RETRIES", "2")),
+        portal_url=env.get("FRONTDESK_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/"),
+        code_pepper=env.get("FRONTDESK_CODE_PEPPER", "frontdesk-local-development-pepper"),
     )
 
 

@@ -85,5 +85,19 @@ class InsufficientBalance(DomainError):
     """The movement would take an account below zero (e.g. refund more than escrow)."""
 
 
+class LinkInvalid(NotFound):
+    """A payment link or session that is unknown, expired, revoked or tampered: one neutral
+    error for all, so a response never tells which (SECURITY.md R25)."""
+
+
+class CodeRefused(DomainError):
+    """A one-time code that is wrong, expired, used or over its attempts: one neutral error
+    ("code invalid or expired", R17-R19)."""
+
+
+class TooManyRequests(DomainError):
+    """A send or lookup limit was reached (R20, R28); HTTP 429."""
+
+
 class TryAgainLater(DomainError):
     """DynamoDB throttled or failed transiently; the caller may retry (HTTP 503)."""

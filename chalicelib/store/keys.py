@@ -98,3 +98,39 @@ def fold_name(name: str) -> str:
 
 def last_name_gsi2pk(clinic_id: str, last_name: str) -> str:
     return f"C#{clinic_id}#LN#{fold_name(last_name)}"
+
+
+# --- links ---
+
+
+def link_pk(clinic_id: str, token_hash: str) -> str:
+    """A payment link's own partition, by the SHA-256 of its secret (R25)."""
+    return f"C#{clinic_id}#LINK#{token_hash}"
+
+
+def guarantor_links_gsi1pk(clinic_id: str, guarantor_id: str) -> str:
+    return f"C#{clinic_id}#G#{guarantor_id}#LINKS"
+
+
+def session_pk(clinic_id: str, session_hash: str) -> str:
+    return f"C#{clinic_id}#SESSION#{session_hash}"
+
+
+def sessions_by_day_gsi1pk(clinic_id: str, day: str) -> str:
+    return f"C#{clinic_id}#SESSIONS#{day}"
+
+
+def code_pk(clinic_id: str, request_id: str) -> str:
+    return f"C#{clinic_id}#CODE#{request_id}"
+
+
+def rate_pk(clinic_id: str, subject: str, window: str) -> str:
+    """A rate counter: ``subject`` is a hash (destination, address), never a raw value."""
+    return f"C#{clinic_id}#RATE#{subject}#{window}"
+
+
+SINGLE = "ITEM"
+
+
+def code_destination_pk(clinic_id: str, destination_hash: str) -> str:
+    return f"C#{clinic_id}#CODEDEST#{destination_hash}"

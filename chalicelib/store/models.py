@@ -72,7 +72,7 @@ class Item(Model):
 
     pk = UnicodeAttribute(hash_key=True, attr_name=schema.PK)
     sk = UnicodeAttribute(range_key=True, attr_name=schema.SK)
-    kind = DiscriminatorAttribute(attr_name="_kind")
+    item_kind = DiscriminatorAttribute(attr_name="_kind")  # stored name "_kind" is permanent
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
     gsi2pk = UnicodeAttribute(null=True)

@@ -1,0 +1,1 @@
+"""Links: payment links and in-office QR links, patient sessions, one-time sign-in codes."""
