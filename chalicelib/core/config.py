@@ -7,8 +7,8 @@
 | AWS_REGION / AWS_DEFAULT_REGION | region | ``us-east-1`` |
 | FRONTDESK_DDB_CONNECT_TIMEOUT / _READ_TIMEOUT | seconds (R6: far below API Gateway's 29 s) | 1 / 2 |
 | FRONTDESK_DDB_MAX_RETRIES | botocore retries after the first attempt | 2 |
-| FRONTDESK_PORTAL_URL | canonical base URL of the patient portal; links are built from it, never from the request's Host (R26) | ``http://127.0.0.1:8000`` |
-| FRONTDESK_CODE_PEPPER | secret key of the one-time-code HMAC (R16); set from a secret in the cloud | a fixed local value |
+| FRONTDESK_PORTAL_URL | portal base URL; links use it, never the request's Host (R26) | ``http://127.0.0.1:8000`` |
+| FRONTDESK_CODE_PEPPER | key of the one-time-code HMAC (R16); a secret in the cloud | a local value |
 """
 
 from __future__ import annotations
