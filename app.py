@@ -8,7 +8,11 @@ from chalice import Chalice
 
 from chalicelib.api.health import health
 from chalicelib.store import db
+from chalicelib.web.portal import portal
+from chalicelib.web.static_files import static
 
 app = Chalice(app_name="frontdesk")
 app.register_blueprint(health)
+app.register_blueprint(portal)
+app.register_blueprint(static)
 db.bind()

@@ -337,3 +337,17 @@ def test_a_callers_item_in_the_posting_transaction_is_all_or_nothing():
                           source_key="b", also=marker)
     assert list(err.value.keys) == ["UQ#TEST#1"]
     assert factories.collection(f) == before
+
+
+def test_a_payment_can_be_reversed_after_its_line_went_to_collections():
+    """Regression (found by the stateful test): the collections block applied to reversals."""
+    f = factories.family()
+    lid = factories.line(f, billed=1_000, self_pay=True)
+    pay = accounts.patient_payment_post(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, amount_cents=400,
+                                        applications={lid: 400}, source_key="receipt:1")
+    accounts.collections_transfer(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, line_id=lid,
+                                  amount_cents=600, source_key="coll:1")
+    ledger.entry_reverse(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, entry_seq=pay.seq, reason="chargeback")
+    b = balances(f)
+    assert (b.current_balance, b.collections_balance) == (400, 600)
+    verified(f.clinic_id)

@@ -14,7 +14,18 @@ from chalicelib.ledger.accounts import COLLECTIONS
 from chalicelib.ledger.selectors import GuarantorFigures, figures_from_item
 from chalicelib.store import keys
 from chalicelib.store.db import clinic_scoped
-from chalicelib.store.models import BalanceItem, GuarantorItem, Item, ServiceLineItem, StatementItem
+from chalicelib.store.models import (
+    BalanceItem,
+    ClinicItem,
+    GroupItem,
+    GuarantorItem,
+    Item,
+    PatientItem,
+    ServiceLineItem,
+    StatementItem,
+)
+from chalicelib.tenants.groups import settings_load
+from chalicelib.tenants.selectors import Group
 
 
 @dataclass(frozen=True)
@@ -138,3 +149,65 @@ def statements_list(*, clinic_id: str, guarantor_id: str) -> list[Statement]:
         for s in StatementItem.query(pk, StatementItem.sk.startswith(keys.STATEMENT_PREFIX))
     ]
     return sorted(out, key=lambda s: s.due_date, reverse=True)
+
+
+@dataclass(frozen=True)
+class GuarantorPage:
+    """Everything a patient page's header needs, read in ONE BatchGetItem (B2: QuickPay ≤ 3
+    read units with the session): clinic name and phone, the group's settings, the guarantor's
+    profile and figures (Amount Due per the group's Include New Charges)."""
+
+    clinic_name: str
+    clinic_phone: str | None
+    group: Group
+    guarantor: GuarantorSummary
+
+
+@clinic_scoped
+def guarantor_page(*, clinic_id: str, guarantor_id: str, group_id: str) -> GuarantorPage:
+    """Read clinic, group, profile and balance together (eventually consistent, 2 read units).
+
+    Raises UnknownGuarantor if the guarantor or the group is missing (a page cannot render).
+    """
+    cpk = keys.clinic_pk(clinic_id)
+    gpk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    wanted = [(cpk, keys.CLINIC), (cpk, keys.group_sk(require_id(group_id, field="group_id"))),
+              (gpk, keys.PROFILE), (gpk, keys.BALANCE)]
+    found = {(it.pk, it.sk): it for it in Item.batch_get(wanted)}
+    clinic, group = found.get(wanted[0]), found.get(wanted[1])
+    profile, balance = found.get(wanted[2]), found.get(wanted[3])
+    if not (isinstance(clinic, ClinicItem) and isinstance(group, GroupItem)
+            and isinstance(profile, GuarantorItem) and isinstance(balance, BalanceItem)):
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    settings = settings_load(group.settings_json)
+    return GuarantorPage(
+        clinic_name=clinic.name, clinic_phone=clinic.phone,
+        group=Group(group.group_id, group.name, bool(group.is_default), settings),
+        guarantor=_summary(profile, balance, settings.include_new_charges),
+    )
+
+
+@dataclass(frozen=True)
+class Patient:
+    patient_id: str
+    first_name: str
+    last_name: str
+    preferred_name: str | None
+    relationship: str
+
+
+@clinic_scoped
+def patients_list(*, clinic_id: str, guarantor_id: str) -> list[Patient]:
+    """The patients linked to a guarantor (one Query)."""
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    return [Patient(p.patient_id, p.first_name, p.last_name, p.preferred_name, p.relationship)
+            for p in PatientItem.query(pk, PatientItem.sk.startswith(keys.PATIENT_PREFIX))]
+
+
+@clinic_scoped
+def guarantor_names(*, clinic_id: str, guarantor_ids: list[str]) -> dict[str, str]:
+    """Guarantor id -> first (or preferred) name and last initial, for an account switcher."""
+    wanted = [(keys.guarantor_pk(clinic_id, require_id(g, field="guarantor_id")), keys.PROFILE)
+              for g in sorted(guarantor_ids)[:25]]
+    return {p.guarantor_id: f"{p.preferred_name or p.first_name} {p.last_name[:1]}."
+            for p in GuarantorItem.batch_get(wanted) if isinstance(p, GuarantorItem)}

@@ -189,7 +189,7 @@ def _post(
                 raise UnknownServiceLine(f"service line {line_id} not found for this guarantor")
             existing[line_id] = got
         touched_items = {**existing, **created}
-        if code in BLOCKED_IN_COLLECTIONS:
+        if code in BLOCKED_IN_COLLECTIONS and reverses is None:  # a correction is never blocked
             for ln in lines:
                 if ln.account is Account.PAT_AR and ln.line_id in existing:
                     if existing[ln.line_id].money.get(COLLECTIONS, 0) > 0:

@@ -1,0 +1,338 @@
+"""The patient portal's routes: link exchange, QuickPay, sign-in with a one-time code, the full
+portal pages, language switch and logout (PRODUCT.md §6, REFERENCE-PORTAL.md A, B, G, I).
+
+Every refusal of a link or session renders one neutral page with the practice's phone number
+(SECURITY.md R25); nothing on a page or in a URL says whether a guarantor exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.accounts import selectors as account_selectors
+from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests
+from chalicelib.core.money import parse_cents
+from chalicelib.links import services as links
+from chalicelib.links.services import LinkKind, Session
+from chalicelib.links.tokens import split_token
+from chalicelib.tenants import selectors as tenant_selectors
+from chalicelib.web import context, i18n, pages
+
+portal = Blueprint(__name__)
+FORM = ["application/x-www-form-urlencoded"]
+ORIGINS = {LinkKind.EMAIL: "email_link", LinkKind.TEXT: "text_link", LinkKind.STATEMENT_QR: "statement_qr",
+           LinkKind.STATEMENT_URL: "statement_url", LinkKind.OFFICE_QR: "office_qr",
+           LinkKind.WEBSITE: "website", LinkKind.SCHEDULING: "scheduling_link"}
+LANDING = {"home": "/home", "account": "/account", "pay": "/pay"}
+PURPOSE_PAGES = {"pay": "/pay", "account": "/account", "statements": "/statements", "receipts": "/receipts"}
+
+
+def _request() -> Any:
+    return portal.current_request
+
+
+def _cookies() -> dict[str, str]:
+    return pages.read_cookies(_request().headers)
+
+
+def _language(on_file: str | None = None) -> str:
+    """An explicit ``?lang=``, the language cookie, the guarantor's language, the browser's."""
+    return i18n.choose(requested=(_request().query_params or {}).get("lang"),
+                       cookie=_cookies().get(pages.cookie_name(pages.LANG_COOKIE)),
+                       on_file=on_file, accept=_request().headers.get("accept-language"))
+
+
+def _session_cookie() -> str | None:
+    return _cookies().get(pages.cookie_name(pages.SESSION_COOKIE))
+
+
+def _clinic_of(token: str | None) -> str | None:
+    try:
+        return split_token(token)[0] if token else None
+    except LinkInvalid:
+        return None
+
+
+def neutral(clinic_id: str | None, *, status: int = 404, reason: str = "invalid") -> Response:
+    """The one page for every invalid link or session: the practice's phone, nothing else."""
+    phone, name = None, None
+    if clinic_id:
+        try:
+            clinic = tenant_selectors.clinic_get(clinic_id=clinic_id)
+            phone, name = clinic.phone, clinic.name
+        except NotFound:
+            pass
+    return pages.render("invalid.html", language=_language(), status=status, phone=phone, practice=name,
+                        reason=reason, cookies=[pages.clear_cookie(pages.SESSION_COOKIE)])
+
+
+View = Callable[..., Response]
+
+
+def session_page(page: str, *, full_portal: bool = False) -> Callable[[View], View]:
+    """Resolve the session cookie (idle/absolute limits, usage log) and pass it to the view.
+
+    ``full_portal`` pages need a one-time-code session; a QuickPay session is sent to sign in.
+    """
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            cookie = _session_cookie()
+            if not cookie:
+                return pages.redirect(f"/signin?next={page_path(page)}")
+            try:
+                session = links.session_resolve(cookie=cookie, page=page)
+            except LinkInvalid:
+                return neutral(_clinic_of(cookie), status=401, reason="expired")
+            if full_portal and session.method != "code":
+                return pages.redirect(f"/signin?next={page_path(page)}")
+            return view(session, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def page_path(page: str) -> str:
+    return "/" + page.split(":")[0]
+
+
+def _page_context(session: Session) -> dict[str, Any]:
+    data = account_selectors.guarantor_page(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                            group_id=session.group_id)
+    return {"page": data, "settings": data.group.settings, "session": session,
+            "theme_css": context.theme_css(data.group.settings), "full": session.method == "code"}
+
+
+def _render(template: str, session: Session, **extra: Any) -> Response:
+    ctx = _page_context(session)
+    language = _language(ctx["page"].guarantor.language)
+    return pages.render(template, language=language, **ctx, **extra)
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+@portal.route("/l/{token}", methods=["GET"])
+def link_open(token: str) -> Response:
+    """Exchange a payment link for a session cookie and a redirect to a token-free URL (R26).
+
+    GET consumes nothing: the link stays valid until it expires or is revoked.
+    """
+    try:
+        link = links.link_resolve(token=token)
+    except LinkInvalid:
+        return neutral(_clinic_of(token))
+    page = "quickpay" if link.purpose == "pay" else link.purpose
+    cookie = links.session_start(clinic_id=link.clinic_id, guarantor_id=link.guarantor_id, group_id=link.group_id,
+                                 method="quickpay", origin=ORIGINS[link.kind], purpose=link.purpose,
+                                 first_page=page)
+    target = PURPOSE_PAGES.get(link.purpose, "/pay")
+    if target != "/pay":  # account pages need a code; the link still lands on the pay screen first
+        target = "/pay"
+    return pages.redirect(target, cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])
+
+
+@portal.route("/pay", methods=["GET"])
+@session_page("quickpay")
+def quickpay(session: Session) -> Response:
+    """QuickPay: practice branding, first name, Amount Due and Current Balance (as the group
+    allows), amount and method choice, and the processor-hosted card step (PRODUCT.md §6)."""
+    return _render("quickpay.html", session, error=None, attempt_key=secrets.token_urlsafe(16))
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+def _clinic_from_query() -> tuple[str | None, str | None]:
+    q = _request().query_params or {}
+    return q.get("clinic"), q.get("group")
+
+
+@portal.route("/signin", methods=["GET"])
+def signin_form() -> Response:
+    """Step 1: name and an email or mobile number already on file (PRODUCT.md §6, R21)."""
+    clinic_id, group_id = _signin_target()
+    if clinic_id is None or group_id is None:
+        return neutral(None, status=404)
+    return pages.render("signin.html", language=_language(), clinic_id=clinic_id, group_id=group_id,
+                        next=pages.safe_next((_request().query_params or {}).get("next"), "/home"), error=None)
+
+
+def _signin_target() -> tuple[str | None, str | None]:
+    """The clinic and group to sign in to: from the query, else from the current session."""
+    clinic_id, group_id = _clinic_from_query()
+    if clinic_id and group_id:
+        return clinic_id, group_id
+    cookie = _session_cookie()
+    if cookie:
+        try:
+            s = links.session_resolve(cookie=cookie)
+            return s.clinic_id, s.group_id
+        except LinkInvalid:
+            return _clinic_of(cookie), None
+    return None, None
+
+
+def _address_hash() -> str:
+    ident = (_request().context or {}).get("identity", {}) or {}
+    source = str(ident.get("sourceIp") or "unknown")
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
+@portal.route("/signin", methods=["POST"], content_types=FORM)
+def signin_request() -> Response:
+    """Ask for a code. The same page follows whether or not anyone matched (R21)."""
+    data = pages.form(_request().raw_body)
+    clinic_id, group_id = data.get("clinic", ""), data.get("group", "")
+    language = _language()
+    try:
+        tenant_selectors.group_get(clinic_id=clinic_id, group_id=group_id)
+        request = links.code_request(clinic_id=clinic_id, group_id=group_id, first_name=data.get("first_name", ""),
+                                     last_name=data.get("last_name", ""), contact=data.get("contact", ""),
+                                     address_hash=_address_hash())
+    except InvalidInput as exc:
+        return pages.render("signin.html", language=language, status=400, clinic_id=clinic_id, group_id=group_id,
+                            next=pages.safe_next(data.get("next")), error=str(exc))
+    except TooManyRequests:
+        return pages.render("signin.html", language=language, status=429, clinic_id=clinic_id, group_id=group_id,
+                            next=pages.safe_next(data.get("next")), error="too_many")
+    except NotFound:
+        return neutral(None)
+    if request.send is not None:
+        context.code_deliver(clinic_id=clinic_id, channel=request.send[0], destination=request.send[1],
+                             code=request.send[2], language=language)
+    return pages.render("code.html", language=language, clinic_id=clinic_id, request_id=request.request_id,
+                        group_id=group_id, next=pages.safe_next(data.get("next")), error=None)
+
+
+@portal.route("/signin/code", methods=["POST"], content_types=FORM)
+def signin_verify() -> Response:
+    """Step 2: the code. A new session key on sign-in (R23); several accounts → switcher."""
+    data = pages.form(_request().raw_body)
+    clinic_id, group_id, request_id = data.get("clinic", ""), data.get("group", ""), data.get("request", "")
+    try:
+        guarantor_ids = links.code_verify(clinic_id=clinic_id, request_id=request_id, code=data.get("code", ""))
+    except (CodeRefused, InvalidInput):
+        return pages.render("code.html", language=_language(), status=400, clinic_id=clinic_id, group_id=group_id,
+                            request_id=request_id, next=pages.safe_next(data.get("next")), error="code")
+    old = _session_cookie()
+    if old:
+        links.session_end(cookie=old)
+    first = sorted(guarantor_ids)[0]
+    cookie = links.session_start(clinic_id=clinic_id, guarantor_id=first, group_id=group_id, method="code",
+                                 origin="website", guarantor_ids=guarantor_ids)
+    target = "/switch" if len(guarantor_ids) > 1 else pages.safe_next(data.get("next"), "")
+    if not target:
+        settings = tenant_selectors.group_get(clinic_id=clinic_id, group_id=group_id).settings
+        target = LANDING[settings.landing_page]
+    return pages.redirect(target, cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])
+
+
+@portal.route("/switch", methods=["GET"])
+@session_page("switch", full_portal=True)
+def switch_form(session: Session) -> Response:
+    """The account switcher for a contact shared by several guarantors (a family)."""
+    names = account_selectors.guarantor_names(clinic_id=session.clinic_id, guarantor_ids=list(session.guarantor_ids))
+    return _render("switch.html", session, accounts=sorted(names.items(), key=lambda kv: kv[1]))
+
+
+@portal.route("/switch", methods=["POST"], content_types=FORM)
+@session_page("switch", full_portal=True)
+def switch_to(session: Session) -> Response:
+    """Move to another of the contact's accounts with a fresh session key (R23)."""
+    target = pages.form(_request().raw_body).get("guarantor", "")
+    if target not in session.guarantor_ids:
+        return neutral(session.clinic_id, status=403)
+    old = _session_cookie()
+    assert old is not None
+    links.session_end(cookie=old)
+    cookie = links.session_start(clinic_id=session.clinic_id, guarantor_id=target, group_id=session.group_id,
+                                 method="code", origin=session.origin, guarantor_ids=session.guarantor_ids)
+    settings = tenant_selectors.group_get(clinic_id=session.clinic_id, group_id=session.group_id).settings
+    return pages.redirect(LANDING[settings.landing_page], cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])
+
+
+@portal.route("/logout", methods=["POST"], content_types=FORM)
+def logout() -> Response:
+    """End the session server-side and clear the cookie."""
+    cookie = _session_cookie()
+    clinic_id = _clinic_of(cookie)
+    if cookie:
+        links.session_end(cookie=cookie)
+    return pages.render("logged_out.html", language=_language(), practice=None, clinic_id=clinic_id,
+                        cookies=[pages.clear_cookie(pages.SESSION_COOKIE)])
+
+
+@portal.route("/lang/{code}", methods=["GET"])
+def language_switch(code: str) -> Response:
+    """Remember the chosen language and go back to the page (same site only)."""
+    if code not in i18n.LANGUAGES:
+        code = "en"
+    target = pages.safe_next((_request().query_params or {}).get("next"), "/pay")
+    return pages.redirect(target, cookies=[pages.set_cookie(pages.LANG_COOKIE, code, max_age=365 * 86400)])
+
+
+# --- full portal -------------------------------------------------------------------------------
+
+
+@portal.route("/home", methods=["GET"])
+@session_page("home", full_portal=True)
+def home(session: Session) -> Response:
+    """Home: name, amount due, unapplied funds, pay now, current statement, new statement flag."""
+    statements = account_selectors.statements_list(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
+    return _render("home.html", session, statement=statements[0] if statements else None)
+
+
+@portal.route("/account", methods=["GET"])
+@session_page("account", full_portal=True)
+def account(session: Session) -> Response:
+    """Account: summary, visits since the last statement grouped by facility, provider and
+    patient, visit history, statement history, collections panel (G2)."""
+    ctx = _page_context(session)
+    if not ctx["settings"].account_dashboard:
+        return pages.redirect("/home")
+    visits = context.account_visits(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
+    language = _language(ctx["page"].guarantor.language)
+    return pages.render("account.html", language=language, **ctx, visits=visits)
+
+
+@portal.route("/statements", methods=["GET"])
+@session_page("statements", full_portal=True)
+def statements(session: Session) -> Response:
+    """Statements by due date; ``?hide_paid=1`` hides paid ones (G5)."""
+    hide_paid = (_request().query_params or {}).get("hide_paid") == "1"
+    rows = context.statement_rows(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
+    if hide_paid:
+        rows = [r for r in rows if not r["paid"]]
+    return _render("statements.html", session, rows=rows, hide_paid=hide_paid)
+
+
+@portal.route("/statements/{statement_id}", methods=["GET"])
+@session_page("statement", full_portal=True)
+def statement_detail(session: Session, statement_id: str) -> Response:
+    """A printable statement; another guarantor's statement id is the neutral page."""
+    rows = context.statement_rows(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
+    row = next((r for r in rows if r["statement"].statement_id == statement_id), None)
+    if row is None:
+        return neutral(session.clinic_id, status=404)
+    return _render("statement.html", session, row=row)
+
+
+@portal.route("/profile", methods=["GET"])
+@session_page("profile", full_portal=True)
+def profile(session: Session) -> Response:
+    """Profile: preferred name, email and phone, notification preferences (G7)."""
+    return _render("profile.html", session)
+
+
+def parse_amount(text: str) -> int:
+    """Dollars from a form field to cents; InvalidInput for anything else."""
+    return parse_cents(text.replace("$", "").replace(",", ""), field="amount")

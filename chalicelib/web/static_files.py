@@ -1,0 +1,24 @@
+"""``/static/portal.css``: the one stylesheet, read once per process, cacheable for a day."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from chalice import Blueprint, Response
+
+static = Blueprint(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@lru_cache(maxsize=1)
+def _css() -> str:
+    return (STATIC / "portal.css").read_text(encoding="utf-8")
+
+
+@static.route("/static/portal.css", methods=["GET"])
+def portal_css() -> Response:
+    """The stylesheet; the theme's colours come per page as CSS custom properties."""
+    return Response(body=_css(), status_code=200,
+                    headers={"Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=86400",
+                             "X-Content-Type-Options": "nosniff"})

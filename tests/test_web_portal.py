@@ -1,0 +1,184 @@
+"""The portal through Chalice's test client on DynamoDB Local: links, QuickPay, sessions,
+languages, headers, and who may see what (SECURITY.md R16, R23, R25, R26)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from chalice.test import Client
+
+from chalicelib.accounts import services as accounts
+from chalicelib.links import services as links
+from chalicelib.links.services import LinkKind
+from chalicelib.tenants import services as tenants
+from chalicelib.web import i18n
+from tests import factories
+
+pytestmark = pytest.mark.usefixtures("dynamodb_endpoint")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from app import app
+
+    with Client(app) as c:
+        yield c
+
+
+def _cookie(response) -> str:
+    return response.headers["Set-Cookie"][0].split(";")[0]
+
+
+def _portal_family(last_name: str = "Doe", owes: int = 4_200, **settings):
+    f = factories.family(tenants.clinic_create(name="Riverside", time_zone="America/Chicago",
+                                               phone="(555) 555-0100"), last_name=last_name)
+    tenants_phone = "(555) 555-0100"
+    gid = tenants.group_create(clinic_id=f.clinic_id, name="Riverside Family Medicine",
+                               settings={"footer_phone": tenants_phone, **settings})
+    factories.patient_owes(f, owes)
+    accounts.statement_create(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, statement_date="2026-11-01",
+                              due_date="2026-11-30")
+    return f, gid
+
+
+def _body(response) -> str:
+    return response.body.decode() if isinstance(response.body, bytes) else response.body
+
+
+def test_link_sets_a_cookie_and_redirects_to_a_token_free_quickpay(client):
+    f, gid = _portal_family()
+    link = links.link_issue(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.EMAIL)
+    r = client.http.get(f"/l/{link.token}")
+    assert r.status_code == 303 and r.headers["Location"] == "/pay"
+    assert r.headers["Referrer-Policy"] == "no-referrer" and r.headers["Cache-Control"] == "no-store"
+    set_cookie = r.headers["Set-Cookie"][0]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and link.token not in set_cookie
+    page = client.http.get("/pay", headers={"cookie": _cookie(r)})
+    html = _body(page)
+    assert page.status_code == 200
+    assert "Hello, Jane" in html and "$42.00" in html and "Riverside Family Medicine" in html
+    assert "99213" not in html  # QuickPay shows no clinical detail
+    csp = page.headers["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    assert f'nonce="{nonce}"' in html and "default-src 'none'" in csp and "https://" not in csp.split("img-src")[0]
+    assert "<script" not in html  # core pages work without JavaScript
+    assert 'name="card' not in html and "cardnumber" not in html.lower()  # no card field on our pages
+
+
+def test_every_bad_link_is_the_same_neutral_page_with_the_practice_phone(client):
+    f, gid = _portal_family()
+    good = links.link_issue(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.TEXT)
+    links.links_revoke(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    bodies = set()
+    for token in [good.token, good.token[:-2] + "xx", f"{f.clinic_id}.{'A' * 43}"]:
+        r = client.http.get(f"/l/{token}")
+        assert r.status_code == 404
+        bodies.add(re.sub(r'nonce[-=]"?[\w-]+', "", _body(r)))
+    assert len(bodies) == 1
+    [html] = bodies
+    assert "Please call Riverside at" in html and "(555) 555-0100" in html
+    assert "Jane" not in html and "42.00" not in html
+
+
+def test_no_cookie_or_an_ended_session_never_shows_the_account(client):
+    f, gid = _portal_family()
+    assert client.http.get("/pay").status_code == 303
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    links.session_end(cookie=cookie)
+    r = client.http.get("/pay", headers={"cookie": f"fd_session={cookie}"})
+    assert r.status_code == 401 and "Jane" not in _body(r)
+
+
+def test_quickpay_sessions_cannot_open_full_portal_pages(client):
+    f, gid = _portal_family()
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    for path in ("/home", "/account", "/statements", "/profile"):
+        r = client.http.get(path, headers={"cookie": f"fd_session={cookie}"})
+        assert r.status_code == 303 and r.headers["Location"].startswith("/signin")
+
+
+def test_full_portal_pages_render_for_a_code_session(client):
+    f, gid = _portal_family(show_collections=True)
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="code", origin="website")
+    headers = {"cookie": f"fd_session={cookie}"}
+    home = _body(client.http.get("/home", headers=headers))
+    assert "$42.00" in home and "Statement of 2026-11-01" in home
+    account = _body(client.http.get("/account", headers=headers))
+    assert "Visit history" in account and "99213" in account
+    statements = client.http.get("/statements", headers=headers)
+    assert statements.status_code == 200 and "Unpaid" in _body(statements)
+    sid = re.search(r'/statements/(st_\w+)', _body(statements)).group(1)
+    assert "Account number" in _body(client.http.get(f"/statements/{sid}", headers=headers))
+    assert f.guarantor_id in _body(client.http.get(f"/statements/{sid}", headers=headers))
+    assert "jane@example.com" in _body(client.http.get("/profile", headers=headers))
+
+
+def test_authorization_matrix_owner_other_guarantor_other_clinic_anonymous(client):
+    owner, gid = _portal_family(last_name="Ownerson")
+    sibling = factories.family(owner.clinic_id, last_name="Other")
+    factories.patient_owes(sibling, 999)
+    accounts.statement_create(clinic_id=sibling.clinic_id, guarantor_id=sibling.guarantor_id,
+                              statement_date="2026-11-02", due_date="2026-12-01")
+    stranger, stranger_gid = _portal_family(last_name="Stranger", owes=7_700)
+    from chalicelib.accounts import selectors
+    owner_stmt = selectors.statements_list(clinic_id=owner.clinic_id, guarantor_id=owner.guarantor_id)[0]
+    visitors = {
+        "owner": links.session_start(clinic_id=owner.clinic_id, guarantor_id=owner.guarantor_id, group_id=gid,
+                                     method="code", origin="website"),
+        "sibling": links.session_start(clinic_id=sibling.clinic_id, guarantor_id=sibling.guarantor_id,
+                                       group_id=gid, method="code", origin="website"),
+        "stranger": links.session_start(clinic_id=stranger.clinic_id, guarantor_id=stranger.guarantor_id,
+                                        group_id=stranger_gid, method="code", origin="website"),
+        "anonymous": None,
+    }
+    routes = ["/pay", "/home", "/account", "/statements", "/profile", f"/statements/{owner_stmt.statement_id}"]
+    for who, cookie in visitors.items():
+        headers = {"cookie": f"fd_session={cookie}"} if cookie else {}
+        for route in routes:
+            r = client.http.get(route, headers=headers)
+            body = _body(r)
+            marker = "Ownerson" if route == "/profile" else "$42.00"
+            sees_owner = r.status_code == 200 and marker in body
+            assert sees_owner == (who == "owner"), (who, route, r.status_code)
+            if who == "anonymous":
+                assert r.status_code == 303
+        forged = client.http.get("/pay", headers={"cookie": f"fd_session={owner.clinic_id}.{'x' * 43}"})
+        assert forged.status_code == 401
+
+
+def test_language_follows_the_guarantor_then_the_switch(client):
+    f = factories.family()
+    es_guarantor = accounts.guarantor_create(clinic_id=f.clinic_id, first_name="Lucía", last_name="Pérez",
+                                             language="es")
+    gid = tenants.group_create(clinic_id=f.clinic_id, name="Clínica")
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=es_guarantor, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    html = _body(client.http.get("/pay", headers={"cookie": f"fd_session={cookie}"}))
+    assert 'lang="es"' in html and "Hola, Lucía" in html and "Monto a pagar" in html
+    r = client.http.get("/lang/en?next=/pay")
+    assert r.status_code == 303 and r.headers["Location"] == "/pay"
+    lang_cookie = _cookie(r)
+    html = _body(client.http.get("/pay", headers={"cookie": f"fd_session={cookie}; {lang_cookie}"}))
+    assert "Hello, Lucía" in html
+    assert client.http.get("/lang/es?next=//evil.example").headers["Location"] == "/pay"
+
+
+def test_every_template_message_has_a_spanish_translation_and_the_catalog_is_compiled():
+    import io
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    po = i18n.LOCALE_DIR / "es/LC_MESSAGES/messages.po"
+    catalog = read_po(po.open("rb"))
+    translated = {m.id: m.string for m in catalog if m.id}
+    missing = [m for m in i18n.template_messages() if not translated.get(m)]
+    assert missing == []
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    assert compiled.getvalue() == Path(po.with_suffix(".mo")).read_bytes(), "run python -m chalicelib.web.i18n"
