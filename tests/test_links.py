@@ -248,7 +248,7 @@ def test_fifty_concurrent_right_answers_sign_in_once_and_wrong_guesses_stay_capp
         assert sum(pool.map(attempt, [r.send[2]] * 50)) == 1
     r2 = _request(cid, gid, address="b")
     assert r2.send is not None
-    guesses = [f"{n:06d}" for n in range(20) if f"{n:06d}" != r2.send[2]][:19] + [r2.send[2]]
+    guesses = [*[f"{n:06d}" for n in range(20) if f"{n:06d}" != r2.send[2]][:19], r2.send[2]]
     with ThreadPoolExecutor(max_workers=20) as pool:
         results = list(pool.map(attempt_factory(cid, r2.request_id), guesses))
     assert sum(results) <= 1
