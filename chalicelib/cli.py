@@ -132,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "Ctrl-C stops everything.", flush=True)
         env = dict(os.environ, FRONTDESK_TABLE=table)
         chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
-        proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(args.port)],
+        proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(args.port), "--no-autoreload"],
                                 env=env, cwd=dynamodb_local.ROOT)
         try:
             return proc.wait()

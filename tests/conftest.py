@@ -19,6 +19,8 @@ from chalicelib.core import clock, config
 from chalicelib.store import db, tables
 from tests.ddb_hook import RequestLog
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def dynamodb_endpoint() -> Iterator[str]:

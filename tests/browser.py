@@ -1,0 +1,86 @@
+"""Browser-test fixtures: ``chalice local`` on the test DynamoDB Local, and Debian's Chromium
+driven by Playwright (``playwright install`` cannot download browsers here; DESIGN.md Tests).
+
+Without /usr/bin/chromium the browser tests are skipped with the reason, except under CI
+(``CI=true``), where ``.ci/run`` installs Chromium and a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib import dynamodb_local
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (apt-get install chromium)")
+        pytest.skip("browser tests need Debian's chromium: apt-get install chromium")
+
+
+@pytest.fixture(scope="session")
+def live_server(dynamodb_endpoint: str) -> Iterator[str]:
+    """``chalice local`` serving app.py against the test table; yields its base URL."""
+    port = dynamodb_local.free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint, FRONTDESK_PORTAL_URL=base,
+               PYTHONPATH=str(ROOT), AWS_DEFAULT_REGION="us-east-1")
+    chalice = str(Path(sys.executable).parent / "chalice")
+    proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(port), "--no-autoreload"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()  # noqa: S310 - our own server
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"chalice local did not start: {err[-2000:]}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Run axe-core (from npm, injected into the page) for WCAG 2.0-2.2 A/AA; return violations."""
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "async () => (await axe.run(document, {runOnly: {type: 'tag', values: "
+        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})).violations"
+    )
+    return [{"id": v["id"], "nodes": [n["target"] for n in v["nodes"]][:3]} for v in result]
