@@ -43,13 +43,13 @@ def live_server(dynamodb_endpoint: str) -> Iterator[str]:
     env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint, FRONTDESK_PORTAL_URL=base,
                PYTHONPATH=str(ROOT), AWS_DEFAULT_REGION="us-east-1")
     chalice = str(Path(sys.executable).parent / "chalice")
-    proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(port), "--no-autoreload"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [chalice, "local", "--stage", "local", "--port", str(port), "--no-autoreload"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=1).read()  # noqa: S310 - our own server
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
