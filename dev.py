@@ -4,10 +4,11 @@
     python3 dev.py demo     # set up, then run the demo on the embedded default
     python3 dev.py test     # set up, then run the whole test suite
     python3 dev.py lint     # set up, then ruff, mypy and the import-linter layers contract
+    python3 dev.py setup    # only set up
 
 Set-up (idempotent, skipped when nothing changed): creates ``.venv/`` in the repository root,
-installs ``requirements-dev.txt`` into it, and installs DynamoDB Local from npm. Extra
-arguments go to the command (``python3 dev.py test -k ledger``, ``python3 dev.py demo --no-serve``).
+installs requirements-dev.txt into it, and installs DynamoDB Local and axe-core from npm.
+Extra arguments go to the command (python3 dev.py test -m "not slow", python3 dev.py demo --no-serve).
 Standard library only, since it runs before anything is installed.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,9 @@ def _run(cmd: list[str], **kw: object) -> None:
 def setup() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this runs on whatever python3 the machine has
         sys.exit("Python 3.11 or newer is needed")
+    for tool, why in (("npm", "Node.js 20+ (npm installs DynamoDB Local)"), ("java", "Java 11+ (runs DynamoDB Local)")):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} was not found: install {why}")
     if not PY.exists():
         _run([sys.executable, "-m", "venv", str(VENV)])
     stamp = VENV / ".requirements.sha256"
@@ -55,7 +60,12 @@ def setup() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in ("demo", "test", "lint", "setup"):
+        if argv:
+            print(f"unknown command {argv[0]!r}")
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -78,4 +88,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

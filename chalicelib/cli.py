@@ -3,7 +3,8 @@
 Commands: ``dynamodb-local [--port N]``, ``create-tables``, ``guarantors --json``,
 ``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N]``.
 DynamoDB endpoint and table come from ``AWS_ENDPOINT_URL_DYNAMODB`` and ``FRONTDESK_TABLE``.
-Exit codes: 0 success, 1 a check failed (ledger-verify), 2 bad usage or a domain error.
+Exit codes: 0 success, 1 a check failed (ledger-verify), 2 bad usage or a domain error,
+3 DynamoDB unreachable or failing.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import urlparse
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from chalicelib import dynamodb_local
 from chalicelib.accounts import selectors as account_selectors
@@ -27,21 +34,34 @@ from chalicelib.ledger import verify
 from chalicelib.store import db, tables
 
 
+class Unreachable(Exception):
+    """DynamoDB did not answer (exit code 3)."""
+
+
 def _bind() -> None:
+    """Bind the store; wait up to 30 s for a local endpoint that is still starting (S1)."""
     config.reset()
+    cfg = config.settings()
+    endpoint = cfg.dynamodb_endpoint
+    if endpoint is None:
+        print(f"note: no AWS_ENDPOINT_URL_DYNAMODB set; using AWS DynamoDB in {cfg.region}", file=sys.stderr)
+    else:
+        parsed = urlparse(endpoint)
+        if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
+            try:
+                dynamodb_local.wait_ready(parsed.port, timeout=30)
+            except TimeoutError:
+                raise Unreachable(f"nothing answers at {endpoint}: is DynamoDB Local running?") from None
     db.bind()
 
 
 def cmd_dynamodb_local(args: argparse.Namespace) -> int:
-    port = args.port or 8000
-    print(f"DynamoDB Local (in memory) on http://127.0.0.1:{port}; Ctrl-C stops it", flush=True)
-    workdir = os.path.join(os.path.dirname(dynamodb_local.jar_path()), "..")
-    proc = subprocess.Popen(dynamodb_local.command(port), cwd=workdir)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return 0
+    """Replace this process with DynamoDB Local, so Ctrl-C and kill stop Java itself."""
+    print(f"DynamoDB Local (in memory) on http://127.0.0.1:{args.port}; Ctrl-C stops it", flush=True)
+    command = dynamodb_local.command(args.port)
+    os.chdir(tempfile.mkdtemp(prefix="dynamodb-local-"))  # the jar writes a metadata file in cwd
+    os.execv(command[0], command)  # noqa: S606 - a fixed command line of our own
+    return 0  # not reached
 
 
 def cmd_create_tables(args: argparse.Namespace) -> int:
@@ -97,39 +117,62 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chalicelib.demo import clinic as demo_clinic
 
+    if args.guarantors < 1:
+        print("error: --guarantors must be at least 1", file=sys.stderr)
+        return 2
+    if not args.no_serve and not _port_free(args.port):
+        print(f"error: port {args.port} is in use; pass --port N", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         if not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
             endpoint = stack.enter_context(dynamodb_local.running())
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
             if not args.json:
                 print(f"DynamoDB Local (in memory) started at {endpoint}", flush=True)
+        base = f"http://127.0.0.1:{args.port}"
+        os.environ.setdefault("FRONTDESK_PORTAL_URL", base)
         _bind()
         table = config.settings().table_name
         tables.table_create(table_name=table)
+        print(f"generating a demo clinic with {args.guarantors} guarantors ...", file=sys.stderr, flush=True)
         demo = demo_clinic.generate(guarantors=args.guarantors)
-        rows = guarantor_rows(demo.clinic_id)
+        rows = sorted(guarantor_rows(demo.clinic_id), key=lambda r: -r["current_balance_cents"])
         report = verify.ledger_verify(clinic_id=demo.clinic_id)
-        base = f"http://127.0.0.1:{args.port}"
+        pay_links = demo_clinic.pay_links(demo, [r["guarantor_id"] for r in rows[:5]])
         if args.json:
-            print(json.dumps({"clinic_id": demo.clinic_id, "guarantors": len(rows),
-                              "ledger_ok": report.ok, "api": base,
-                              "sample": rows[:5]}, indent=2, ensure_ascii=False))
+            out: dict[str, Any] = {"clinic_id": demo.clinic_id, "guarantors": len(rows), "ledger_ok": report.ok,
+                                   "staff_login": demo.admin_email, "sample": rows[:5], "pay_links": pay_links}
+            if not args.no_serve:
+                out["portal"] = base
+            print(json.dumps(out, indent=2, ensure_ascii=False))
         else:
             print(f"\nDemo clinic {demo.clinic_id}: {len(rows)} guarantors, ledger "
                   f"{'verified' if report.ok else 'MISMATCH'} ({report.balances_checked} balances)")
-            print(f"Staff login: {demo.admin_email} / {demo.admin_password}\n")
+            print(f"Staff login (for the staff console, not built yet): {demo.admin_email} / {demo.admin_password}\n")
+            print(f"The 8 largest balances of {len(rows)}:")
             print(f"{'guarantor':<22}{'name':<24}{'amount due':>12}{'current':>12}")
-            for r in sorted(rows, key=lambda r: -r["current_balance_cents"])[:8]:
+            for r in rows[:8]:
                 print(f"{r['guarantor_id']:<22}{(r['first_name'] + ' ' + r['last_name']):<24}"
                       f"{format_cents(r['amount_due_cents']):>12}"
                       f"{format_cents(r['current_balance_cents']):>12}")
+            print("\nPayment links (open one in a browser while the app is served):")
+            for url in pay_links:
+                print(f"  {url}")
         if args.no_serve:
             return 0 if report.ok else 1
-        print(f"\nServing the app with `chalice local` at {base} (try {base}/health); "
-              "Ctrl-C stops everything.", flush=True)
+        print(f"\nServing the portal with `chalice local` at {base}; Ctrl-C stops everything.", flush=True)
         env = dict(os.environ, FRONTDESK_TABLE=table)
         chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
         proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(args.port), "--no-autoreload"],
@@ -146,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("dynamodb-local", help="run DynamoDB Local in memory (foreground)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8001, help="port to listen on (default 8001)")
     p.set_defaults(func=cmd_dynamodb_local)
     p = sub.add_parser("create-tables", help="create the table from chalicelib.store.schema")
     p.set_defaults(func=cmd_create_tables)
@@ -160,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=cmd_ledger_verify)
     p = sub.add_parser("demo", help="run the demo on the embedded default")
     p.add_argument("--no-serve", action="store_true", help="generate, print and exit")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--guarantors", type=int, default=120)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--port", type=int, default=8000, help="port for chalice local (default 8000)")
+    p.add_argument("--guarantors", type=int, default=120, help="families to generate (default 120)")
     p.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     try:
@@ -173,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (BotoCoreError, ClientError, PynamoDBException) as exc:
+        print(f"error: DynamoDB request failed: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

