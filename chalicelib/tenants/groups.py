@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -155,6 +156,8 @@ def settings_parse(data: dict[str, Any]) -> GroupSettings:
     return s
 
 
+@lru_cache(maxsize=256)
 def settings_load(text: str) -> GroupSettings:
-    """Read stored settings JSON (already validated when saved)."""
+    """Read stored settings JSON (validated when saved). Cached by the JSON text itself, so a
+    changed group is read afresh and an unchanged one costs no re-validation per page view."""
     return settings_parse(json.loads(text))

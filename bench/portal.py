@@ -1,0 +1,174 @@
+"""Portal benchmarks (SERVERLESS-PERF-REL.md B1, B2, B3; PERFORMANCE.md S1 page weight).
+
+All measured in one run; prints ratios against limits measured in the same run:
+
+- B1 (a) QuickPay ``GET /pay`` through ``chalice.test.Client`` with DynamoDB answered in
+  process (replayed responses through a botocore ``before-call`` hook: our CPU only), against
+  a hello route. Target ≥ 0.25.
+- B1 (b) QuickPay with DynamoDB Local, against a route making the same raw DynamoDB calls
+  (one GetItem, one BatchGetItem of 4 keys) with a plain boto3 client. Target ≥ 0.85.
+- B2: requests and read/write units of one QuickPay view (limit ≤ 3 RRU, ≤ 3 requests, 0 writes).
+- B3: ``import app`` in fresh interpreters against chalice + boto3 + one DynamoDB client,
+  alternated, median of 15 pairs (target ≤ 1.15), and the heavy modules left unloaded.
+- Page weight: QuickPay HTML + CSS gzipped (limit 30 KB).
+
+Usage: ``.venv/bin/python bench/portal.py [--requests N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _import_time(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                   env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    return time.perf_counter() - start
+
+
+def b3(pairs: int) -> tuple[float, list[str]]:
+    floor = ("import chalice, boto3; app = chalice.Chalice(app_name='x'); "
+             "boto3.client('dynamodb', region_name='us-east-1')")
+    ratios = []
+    for _ in range(pairs):
+        a = _import_time("import app")
+        f = _import_time(floor)
+        ratios.append(a / f)
+    probe = ("import sys, app; print(','.join(m for m in ('stripe', 'aws_lambda_powertools.utilities.idempotency',"
+             " 'aws_xray_sdk', 'pydantic', 'fhir', 'reportlab', 'qrcode') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                                 "AWS_DEFAULT_REGION": "us-east-1"}).stdout.strip()
+    return statistics.median(ratios), [m for m in loaded.split(",") if m]
+
+
+def _rate(fn: Any, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--pairs", type=int, default=15)
+    args = parser.parse_args()
+    from chalicelib import dynamodb_local
+
+    with dynamodb_local.running() as endpoint:
+        os.environ.update(AWS_ENDPOINT_URL_DYNAMODB=endpoint, FRONTDESK_TABLE="bench-portal")
+        import boto3
+        from chalice import Chalice
+        from chalice.test import Client
+
+        from chalicelib.core import config
+        from chalicelib.links import services as links
+        from chalicelib.store import db, tables
+        from tests import factories
+        from tests.ddb_hook import RequestLog
+        from tests.test_web_portal import _portal_family
+
+        config.reset()
+        db.bind()
+        tables.table_create(table_name="bench-portal")
+        for _ in range(20):
+            factories.family()  # other guarantors in the table
+        f, gid = _portal_family()
+        cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                     method="quickpay", origin="email_link", first_page="quickpay")
+        headers = {"cookie": f"fd_session={cookie}"}
+        from app import app
+
+        raw = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+        hello = Chalice(app_name="hello")
+
+        @hello.route("/hello")
+        def hello_route() -> dict[str, str]:
+            return {"hello": "world"}
+
+        @hello.route("/raw")
+        def raw_route() -> dict[str, int]:
+            pk = f"C#{f.clinic_id}"
+            gpk = f"C#{f.clinic_id}#G#{f.guarantor_id}"
+            raw.get_item(TableName="bench-portal", Key={"pk": {"S": "x"}, "sk": {"S": "ITEM"}}, ConsistentRead=True)
+            got = raw.batch_get_item(RequestItems={"bench-portal": {"Keys": [
+                {"pk": {"S": pk}, "sk": {"S": "CLINIC"}}, {"pk": {"S": pk}, "sk": {"S": f"GRP#{gid}"}},
+                {"pk": {"S": gpk}, "sk": {"S": "PROFILE"}}, {"pk": {"S": gpk}, "sk": {"S": "BAL"}}]}})
+            return {"n": len(got["Responses"]["bench-portal"])}
+
+        log = RequestLog()
+        db.add_request_hook(log.hook)
+        with Client(app) as portal, Client(hello) as bare:
+            page = portal.http.get("/pay", headers=headers)
+            assert page.status_code == 200, page.status_code
+            log.reset()
+            portal.http.get("/pay", headers=headers)
+            b2 = (log.requests, log.read_units, log.write_units)
+            css = portal.http.get("/static/portal.css").body
+            weight = len(gzip.compress(page.body)) + len(gzip.compress(css))
+
+            # B1 (b): with storage, against the same raw calls.
+            def qp() -> None:
+                portal.http.get("/pay", headers=headers)
+
+            def rawcalls() -> None:
+                bare.http.get("/raw")
+
+            def hello_() -> None:
+                bare.http.get("/hello")
+
+            qp()
+            rawcalls()
+            storage: list[float] = []
+            for _ in range(5):
+                storage.append(_rate(qp, args.requests // 4) / _rate(rawcalls, args.requests // 4))
+
+            # B1 (a): storage answered in process by replaying recorded responses.
+            recorded: dict[str, Any] = {}
+
+            def record(model: Any, parsed: Any, **_: Any) -> None:
+                recorded[model.name] = parsed
+
+            client = db.connection().client
+            client.meta.events.register("after-call.dynamodb", record)
+            qp()
+            client.meta.events.unregister("after-call.dynamodb", record)
+
+            def replay(model: Any, **_: Any) -> Any:
+                return (type("R", (), {"status_code": 200, "headers": {}})(), recorded[model.name])
+
+            client.meta.events.register("before-call.dynamodb", replay)
+            cpu: list[float] = []
+            for _ in range(5):
+                cpu.append(_rate(qp, args.requests) / _rate(hello_, args.requests))
+            client.meta.events.unregister("before-call.dynamodb", replay)
+    ratio_b3, heavy = b3(args.pairs)
+    print("Portal benchmarks (same run, medians of 5; import ratio median of "
+          f"{args.pairs} alternated pairs):")
+    print(f"  B1 (a) QuickPay / hello route, storage replayed in process: {statistics.median(cpu):.3f} "
+          f"(target >= 0.25; spread {min(cpu):.3f}-{max(cpu):.3f})")
+    print(f"  B1 (b) QuickPay / the same raw DynamoDB calls, DynamoDB Local: {statistics.median(storage):.3f} "
+          f"(target >= 0.85; spread {min(storage):.3f}-{max(storage):.3f})")
+    print(f"  B2 QuickPay view: {b2[0]} requests, {b2[1]:.1f} RRU, {b2[2]:.1f} WRU (limits 3, 3, 0)")
+    print(f"  B3 import app / (chalice + boto3 + one client): {ratio_b3:.3f} (target <= 1.15); "
+          f"heavy modules loaded: {heavy or 'none'}")
+    print(f"  page weight, QuickPay HTML + CSS gzipped: {weight / 1024:.1f} KB (limit 30 KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
