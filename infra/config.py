@@ -24,6 +24,7 @@ class StageConfig:
     ``.chalice/config.json``. ``throttle_rate`` is requests per second and ``throttle_burst``
     the token-bucket size, applied to every method of the API Gateway stage (below the account
     default of 10,000 / 5,000). ``alarm_email``, when set, is subscribed to the alarm topic.
+    ``waf_*_limit`` are requests per source address per 5 minutes at the WAF (infra/edge.py).
     """
 
     stage: str
@@ -31,6 +32,9 @@ class StageConfig:
     throttle_rate: float
     throttle_burst: int
     alarm_email: str | None = None
+    waf_signin_limit: int = 50
+    waf_link_limit: int = 150
+    waf_overall_limit: int = 2000
 
     def __post_init__(self) -> None:
         if not self.stage.isidentifier() or self.stage != self.stage.lower():

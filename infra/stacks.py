@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.api import Api
 from infra.config import StageConfig
 from infra.data import Data
+from infra.edge import Edge
 from infra.monitoring import Monitoring
 
 
@@ -42,6 +43,12 @@ class FrontdeskStack(Stack):
         self.data = Data(self, "Data", key=self.key, table_name=config.table_name)
         self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api)
         handler = self.api.chalice.get_resource("APIHandler").ref if self.api.chalice is not None else None
+        stage_arn = None
+        if self.api.chalice is not None:
+            rest_api = self.api.chalice.get_resource("RestAPI").ref
+            stage_arn = f"arn:{self.partition}:apigateway:{self.region}::/restapis/{rest_api}/stages/api"
+        self.edge = Edge(self, "Edge", stage_arn=stage_arn, signin_limit=config.waf_signin_limit,
+                         link_limit=config.waf_link_limit, overall_limit=config.waf_overall_limit)
         self.monitoring = Monitoring(
             self, "Monitoring", table=self.data.table, alarm_email=config.alarm_email, api_handler_name=handler
         )
