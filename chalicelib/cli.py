@@ -1,10 +1,13 @@
 """``python -m chalicelib.cli``: the command line of Frontdesk.
 
 Commands: ``dynamodb-local [--port N]``, ``create-tables``, ``guarantors --json``,
-``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N]``.
+``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N]``,
+``statements-run [--clinic ID] [--json]``, ``statement-codes (--guarantors IDS | --statements IDS)
+--clinic ID [--out DIR]``, ``api-key-create --clinic ID [--label TEXT] [--json]``,
+``import PATH... [--clinic ID] [--format auto|835|837|fhir|csv] [--dry-run] [--strict] [--json]``.
 DynamoDB endpoint and table come from ``AWS_ENDPOINT_URL_DYNAMODB`` and ``FRONTDESK_TABLE``.
-Exit codes: 0 success, 1 a check failed (ledger-verify), 2 bad usage or a domain error,
-3 DynamoDB unreachable or failing.
+Exit codes: 0 success, 1 a check failed (ledger-verify; import: a file was rejected), 2 bad usage
+or a domain error, 3 DynamoDB unreachable or failing.
 """
 
 from __future__ import annotations
@@ -172,6 +175,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"  {url}")
         if args.no_serve:
             return 0 if report.ok else 1
+        from chalicelib.notify import local as notify_local
+
+        queued = notify_local.statements_notify(demo.clinic_id)
+        stack.callback(notify_local.Timer(every=30).start().stop)
+        print(f"\nNotifications: {queued} queued for the demo's statements; the scheduler runs every 30 s "
+              f"(quiet hours apply) and writes them to {notify_local.outbox_path()}", flush=True)
         print(f"\nServing the portal with `chalice local` at {base}; Ctrl-C stops everything.", flush=True)
         env = dict(os.environ, FRONTDESK_TABLE=table)
         chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
@@ -183,6 +192,130 @@ def cmd_demo(args: argparse.Namespace) -> int:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=10)
             return 0
+
+
+def cmd_statements_run(args: argparse.Namespace) -> int:
+    """Start (or join) today's statement run of one clinic, or of every clinic billing from
+    Frontdesk; pages run inline unless FRONTDESK_STATEMENTS_QUEUE_URL is set. Prints a summary
+    per clinic (ids and reason codes only). Exit 1 if any guarantor ended in error."""
+    from chalicelib.statements import selectors as statement_selectors
+    from chalicelib.statements import services as statement_services
+
+    _bind()
+    clinics = [args.clinic] if args.clinic else statement_services.run_clinic_ids()
+    out = []
+    for cid in clinics:
+        run = statement_services.statement_run_start(clinic_id=cid)
+        view = statement_selectors.statement_run_get(clinic_id=cid, run_id=run.run_id)
+        out.append({"clinic_id": cid, **view.as_json()})
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for r in out:
+            skipped = ", ".join(f"{k} {v}" for k, v in sorted(r["skipped"].items())) or "none"
+            print(f"{r['clinic_id']} run {r['run_id']}: {r['status']}, {r['statements_created']} statements for "
+                  f"{r['guarantors_billed']} guarantors, {r['pages_done']}/{r['pages_total']} pages; "
+                  f"skipped: {skipped}; errors: {len(r['errors'])}")
+            for e in r["errors"]:
+                print(f"  error {e['guarantor_id']}: {e['reason']}")
+    return 1 if any(r["errors"] for r in out) else 0
+
+
+def cmd_statement_codes(args: argparse.Namespace) -> int:
+    """Pay URLs and QR codes for a practice-management print run, with a CSV manifest. With
+    --out DIR: DIR/manifest.csv and one .png and .svg per statement; else JSON (PNG as base64)."""
+    import base64
+    from pathlib import Path
+
+    from chalicelib.statements import services as statement_services
+
+    _bind()
+    ids = [x.strip() for x in (args.guarantors or args.statements or "").split(",") if x.strip()]
+    if not args.clinic:
+        print("error: --clinic is required", file=sys.stderr)
+        return 2
+    codes = statement_services.statement_pay_codes(
+        clinic_id=args.clinic, guarantor_ids=ids if args.guarantors else [],
+        statement_ids=ids if args.statements else [])
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.csv").write_text(codes.manifest_csv, encoding="utf-8")
+        for c in codes.items:
+            stem = c.statement_id or c.guarantor_id
+            if c.qr_png:
+                (out / f"{stem}.png").write_bytes(c.qr_png)
+            if c.qr_svg:
+                (out / f"{stem}.svg").write_text(c.qr_svg, encoding="utf-8")
+        ok = sum(1 for c in codes.items if not c.error)
+        print(f"{ok} of {len(codes.items)} statements: codes and manifest.csv written to {out}")
+    else:
+        print(json.dumps({"items": [
+            {"guarantor_id": c.guarantor_id, "statement_id": c.statement_id, "account_number": c.account_number,
+             "pay_url": c.url, "qr_url": c.qr_url, "qr_svg": c.qr_svg,
+             "qr_png_base64": base64.b64encode(c.qr_png).decode() if c.qr_png else None, "error": c.error}
+            for c in codes.items], "manifest_csv": codes.manifest_csv}, indent=2))
+    return 1 if any(c.error for c in codes.items) else 0
+
+
+def cmd_api_key_create(args: argparse.Namespace) -> int:
+    """Create a clinic API key and print it once (it is stored only as a hash)."""
+    from chalicelib.tenants import api_keys
+
+    _bind()
+    issued = api_keys.api_key_create(clinic_id=args.clinic, label=args.label)
+    if args.json:
+        print(json.dumps({"clinic_id": issued.clinic_id, "key_id": issued.key_id, "key": issued.key}))
+    else:
+        print(f"API key {issued.key_id} for clinic {issued.clinic_id} (shown once; send it as "
+              f"'Authorization: Bearer <key>'):\n{issued.key}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import 835, 837, FHIR or CSV files (README "Importing"); exit 1 when a file is rejected."""
+    from chalicelib.imports import services as imports  # the importers load only for this command
+    from chalicelib.imports.files import Source
+
+    clinic_id = args.clinic
+    if not args.dry_run:
+        _bind()
+        if clinic_id is None:
+            clinic_id = _only_clinic()
+    results = []
+    for path in args.paths:
+        source = Source(path=path, name=path)
+        if args.dry_run:
+            result = imports.import_check(source=source, file_format=args.format, strict=args.strict)
+        else:
+            result = imports.import_file(clinic_id=clinic_id, source=source, file_format=args.format,
+                                         strict=args.strict)
+        results.append(result.as_json())
+        if not args.json:
+            line = (f"{result.status:<9} {result.file_format:<5} {path}: {result.claims} claims, "
+                    f"{result.service_lines} lines, paid {format_cents(result.insurance_paid_cents)}, "
+                    f"patient {format_cents(result.patient_responsibility_cents)}, "
+                    f"{len(result.warnings)} warnings")
+            if result.error:
+                line += f"; segment {result.error['segment']} ({result.error['segment_id']}): {result.error['message']}"
+            print(line)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 1 if any(r["status"] == "rejected" for r in results) else 0
+
+
+def _only_clinic() -> str:
+    """The clinic to import into when ``--clinic`` is not given: the only one (created if none)."""
+    from chalicelib.tenants import services as tenants
+
+    found = verify.clinic_ids()
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SystemExit(f"error: {len(found)} clinics: pass --clinic ID")
+    clinic_id = tenants.clinic_create(name="Imported clinic", time_zone="America/New_York")
+    print(f"note: created clinic {clinic_id} for the import", file=sys.stderr)
+    return clinic_id
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,6 +340,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000, help="port for chalice local (default 8000)")
     p.add_argument("--guarantors", type=int, default=120, help="families to generate (default 120)")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("statements-run", help="start or join today's statement run (PDFs, pay links)")
+    p.add_argument("--clinic", help="one clinic (default: every clinic billing from Frontdesk)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_statements_run)
+    p = sub.add_parser("statement-codes", help="pay URLs, QR codes and a CSV manifest for PM statements")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--guarantors", help="comma-separated guarantor ids")
+    which.add_argument("--statements", help="comma-separated statement ids (numbers)")
+    p.add_argument("--clinic", help="the clinic (required)")
+    p.add_argument("--out", help="write manifest.csv and QR files into this folder")
+    p.set_defaults(func=cmd_statement_codes)
+    p = sub.add_parser("api-key-create", help="create a clinic API key for the /v1 JSON API")
+    p.add_argument("--clinic", required=True)
+    p.add_argument("--label", default="practice management")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_api_key_create)
+    p = sub.add_parser("import", help="import X12 835/837, FHIR R4 or CSV roster files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--clinic", help="the clinic (default: the only clinic)")
+    p.add_argument("--format", default="auto", choices=["auto", "835", "837", "fhir", "csv"])
+    p.add_argument("--dry-run", action="store_true", help="read and check only; write nothing")
+    p.add_argument("--strict", action="store_true", help="count and control-number mismatches reject")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.set_defaults(func=cmd_import)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -25,6 +25,7 @@ class StageConfig:
     the token-bucket size, applied to every method of the API Gateway stage (below the account
     default of 10,000 / 5,000). ``alarm_email``, when set, is subscribed to the alarm topic.
     ``waf_*_limit`` are requests per source address per 5 minutes at the WAF (infra/edge.py).
+    ``statement_pdf_days`` is how long statement PDFs are kept (S3 lifecycle, infra/statements.py).
     """
 
     stage: str
@@ -35,6 +36,7 @@ class StageConfig:
     waf_signin_limit: int = 50
     waf_link_limit: int = 150
     waf_overall_limit: int = 2000
+    statement_pdf_days: int = 120
 
     def __post_init__(self) -> None:
         if not self.stage.isidentifier() or self.stage != self.stage.lower():
@@ -43,6 +45,8 @@ class StageConfig:
             raise ValueError(f"CloudWatch Logs does not accept a retention of {self.log_retention_days} days")
         if self.throttle_rate <= 0 or self.throttle_burst <= 0:
             raise ValueError("API throttling rate and burst must be positive")
+        if not 1 <= self.statement_pdf_days <= 3650:
+            raise ValueError("statement PDFs are kept 1 to 3650 days")
 
     @property
     def table_name(self) -> str:

@@ -8,11 +8,15 @@ from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.api import Api
+from infra.api import Api, _sam_functions
 from infra.config import StageConfig
 from infra.data import Data
 from infra.edge import Edge
+from infra.imports import FUNCTION as IMPORT_FUNCTION
+from infra.imports import Imports, s3_events_wired_by_cdk
 from infra.monitoring import Monitoring
+from infra.notify import Notify
+from infra.statements import Statements
 
 
 class FrontdeskStack(Stack):
@@ -41,7 +45,8 @@ class FrontdeskStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.data = Data(self, "Data", key=self.key, table_name=config.table_name)
-        self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api)
+        with s3_events_wired_by_cdk():  # Chalice cannot package S3 events: Imports wires them
+            self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api)
         handler = self.api.chalice.get_resource("APIHandler").ref if self.api.chalice is not None else None
         stage_arn = None
         if self.api.chalice is not None:
@@ -49,6 +54,14 @@ class FrontdeskStack(Stack):
             stage_arn = f"arn:{self.partition}:apigateway:{self.region}::/restapis/{rest_api}/stages/api"
         self.edge = Edge(self, "Edge", stage_arn=stage_arn, signin_limit=config.waf_signin_limit,
                          link_limit=config.waf_link_limit, overall_limit=config.waf_overall_limit)
+        self.statements = Statements(self, "Statements", key=self.key, role=self.api.role,
+                                     pdf_days=config.statement_pdf_days, chalice=self.api.chalice)
         self.monitoring = Monitoring(
             self, "Monitoring", table=self.data.table, alarm_email=config.alarm_email, api_handler_name=handler
         )
+        self.imports = Imports(self, "Imports", stage=config.stage, key=self.key, role=self.api.role,
+                               alarm_topic=self.monitoring.topic,
+                               function=self.api.chalice.get_resource(IMPORT_FUNCTION) if self.api.chalice else None)
+        self.notify = Notify(self, "Notify", config=config, role=self.api.role, alarm_topic=self.monitoring.topic)
+        if self.api.chalice is not None:
+            self.notify.wire({f.node.id: f for f in _sam_functions(self.api.chalice)})

@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
+from chalicelib.accounts import selectors as account_selectors
 from chalicelib.accounts import services as accounts
+from chalicelib.ledger.verify import ledger_verify
 from chalicelib.links import services as links
 from chalicelib.links.services import LinkKind
 from chalicelib.tenants import services as tenants
@@ -41,9 +44,26 @@ def test_quickpay_from_a_link_fits_the_screen_and_passes_axe(browser, live_serve
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert axe_violations(page) == []
     page.get_by_role("link", name="Español").click()
-    assert page.get_by_role("heading", name="Hola, Jane").is_visible()
+    page.wait_for_url(f"{live_server}/pay")
+    expect(page.get_by_role("heading", name="Hola, Jane")).to_be_visible()
     assert page.evaluate("document.documentElement.lang") == "es"
     assert axe_violations(page) == []
+    page.get_by_role("link", name="English").click()
+    page.wait_for_url(f"{live_server}/pay")
+    page.get_by_role("button", name="Continue to payment").click()
+    page.wait_for_url(re.compile(r".*/sandbox-processor/pay/.*"))  # the processor's own page
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry (MM/YY)").fill("12/39")
+    page.get_by_label("Security code").fill("123")
+    page.get_by_role("button", name=re.compile("Pay")).click()
+    page.wait_for_url(re.compile(r".*/pay/done\?.*"))
+    expect(page.get_by_role("heading", name="Payment received")).to_be_visible()
+    assert "$42.00" in page.inner_text("main") and "4242" in page.inner_text("main")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert axe_violations(page) == []
+    summary = account_selectors.guarantor_summary(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    assert summary.figures.balances.current_balance == 0
+    assert ledger_verify(clinic_id=f.clinic_id).ok
     context.close()
 
 
@@ -56,7 +76,7 @@ def test_every_full_portal_page_passes_axe_in_both_languages(browser, live_serve
     page = context.new_page()
     for lang in ("en", "es"):
         page.goto(f"{live_server}/lang/{lang}?next=/home")
-        for path in ("/home", "/account", "/statements", "/profile", "/pay"):
+        for path in ("/home", "/account", "/statements", "/profile", "/pay", "/receipts"):
             page.goto(f"{live_server}{path}")
             assert page.evaluate("document.documentElement.lang") == lang, path
             assert axe_violations(page) == [], (lang, path)

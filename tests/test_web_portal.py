@@ -43,6 +43,12 @@ def _portal_family(last_name: str = "Doe", owes: int = 4_200, **settings):
     return f, gid
 
 
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match is not None, pattern
+    return match.group(1)
+
+
 def _body(response) -> str:
     return response.body.decode() if isinstance(response.body, bytes) else response.body
 
@@ -61,7 +67,7 @@ def test_link_sets_a_cookie_and_redirects_to_a_token_free_quickpay(client):
     assert "Hello, Jane" in html and "$42.00" in html and "Riverside Family Medicine" in html
     assert "99213" not in html  # QuickPay shows no clinical detail
     csp = page.headers["Content-Security-Policy"]
-    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    nonce = _find(r"'nonce-([^']+)'", csp)
     assert f'nonce="{nonce}"' in html and "default-src 'none'" in csp and "https://" not in csp.split("img-src")[0]
     assert "<script" not in html  # core pages work without JavaScript
     assert 'name="card' not in html and "cardnumber" not in html.lower()  # no card field on our pages
@@ -112,7 +118,7 @@ def test_full_portal_pages_render_for_a_code_session(client):
     assert "Visit history" in account and "99213" in account
     statements = client.http.get("/statements", headers=headers)
     assert statements.status_code == 200 and "Unpaid" in _body(statements)
-    sid = re.search(r'/statements/(st_\w+)', _body(statements)).group(1)
+    sid = _find(r'/statements/(st_\w+)', _body(statements))
     assert "Account number" in _body(client.http.get(f"/statements/{sid}", headers=headers))
     assert f.guarantor_id in _body(client.http.get(f"/statements/{sid}", headers=headers))
     assert "jane@example.com" in _body(client.http.get("/profile", headers=headers))
@@ -182,3 +188,84 @@ def test_every_template_message_has_a_spanish_translation_and_the_catalog_is_com
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     assert compiled.getvalue() == Path(po.with_suffix(".mo")).read_bytes(), "run python -m chalicelib.web.i18n"
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1] if "://" in url else url
+
+
+def _pay_form(page_html: str, **fields: str) -> bytes:
+    from urllib.parse import urlencode
+
+    key = _find(r'name="attempt_key" value="([^"]+)"', page_html)
+    return urlencode({"attempt_key": key, "method": "card", **fields}).encode()
+
+
+def test_quickpay_pays_through_the_processor_page_and_shows_the_receipt(client):
+    from chalicelib.accounts import selectors as account_selectors
+    from chalicelib.ledger.verify import ledger_verify
+
+    f, gid = _portal_family()
+    link = links.link_issue(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.EMAIL)
+    cookie = _cookie(client.http.get(f"/l/{link.token}"))
+    headers = {"cookie": cookie}
+    page = _body(client.http.get("/pay", headers=headers))
+    body = _pay_form(page, choice="amount_due")
+    first = client.http.post("/pay", headers={**headers, **FORM}, body=body)
+    again = client.http.post("/pay", headers={**headers, **FORM}, body=body)  # a double click
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    assert "/sandbox-processor/pay/" in first.headers["Location"]
+    card_page = client.http.get(_path(first.headers["Location"]))
+    assert "$42.00" in _body(card_page)
+    done = client.http.post(_path(first.headers["Location"]), headers=FORM,
+                            body=b"card_number=4242424242424242&expiry=12%2F39&cvc=123")
+    assert "/pay/done?" in done.headers["Location"]
+    receipt_page = client.http.get(_path(done.headers["Location"]), headers=headers)
+    html = _body(receipt_page)
+    assert receipt_page.status_code == 200 and "Payment received" in html and "$42.00" in html and "4242" in html
+    assert "4242424242424242" not in html
+    summary = account_selectors.guarantor_summary(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    assert summary.figures.balances.current_balance == 0
+    assert ledger_verify(clinic_id=f.clinic_id).ok
+    full = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, method="code",
+                               origin="website")
+    receipts = _body(client.http.get("/receipts", headers={"cookie": f"fd_session={full}"}))
+    rid = _find(r'/receipts/(\w+)"', receipts)
+    detail = _body(client.http.get(f"/receipts/{rid}", headers={"cookie": f"fd_session={full}"}))
+    assert "$42.00" in detail and "Transaction number" in detail
+    other, other_gid = _portal_family(last_name="Else")
+    theirs = links.session_start(clinic_id=other.clinic_id, guarantor_id=other.guarantor_id, group_id=other_gid,
+                                 method="code", origin="website")
+    assert client.http.get(f"/receipts/{rid}", headers={"cookie": f"fd_session={theirs}"}).status_code == 404
+
+
+def test_declined_card_shows_the_failure_and_charges_nothing(client):
+    f, gid = _portal_family()
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    headers = {"cookie": f"fd_session={cookie}"}
+    page = _body(client.http.get("/pay", headers=headers))
+    start = client.http.post("/pay", headers={**headers, **FORM}, body=_pay_form(page, choice="current_balance"))
+    done = client.http.post(_path(start.headers["Location"]), headers=FORM,
+                            body=b"card_number=4000000000000002&expiry=12%2F39&cvc=123")
+    html = _body(client.http.get(_path(done.headers["Location"]), headers=headers))
+    assert "Payment failed" in html and "You were not charged." in html and 'href="/pay"' in html
+
+
+@pytest.mark.parametrize("fields", [{"choice": "other", "other_amount": "9999.00"},
+                                    {"choice": "other", "other_amount": "-5"},
+                                    {"choice": "other", "other_amount": "0.50"},
+                                    {"choice": "other", "other_amount": "abc"},
+                                    {"choice": "everything"}])
+def test_tampered_or_out_of_range_amounts_are_refused_on_the_server(client, fields):
+    f, gid = _portal_family()
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    headers = {"cookie": f"fd_session={cookie}"}
+    page = _body(client.http.get("/pay", headers=headers))
+    r = client.http.post("/pay", headers={**headers, **FORM}, body=_pay_form(page, **fields))
+    assert r.status_code == 400 and "Please check the amount" in _body(r)

@@ -26,7 +26,7 @@ from chalicelib.ledger.accounts import (
     ResponsibilityKind,
     part_key,
 )
-from chalicelib.ledger.services import PostedEntry
+from chalicelib.ledger.services import Also, PostedEntry
 from chalicelib.store import keys
 from chalicelib.store.db import Tx, TxFailed, clinic_scoped
 from chalicelib.store.models import (
@@ -301,13 +301,15 @@ def collections_transfer(*, clinic_id: str, guarantor_id: str, line_id: str,
 @clinic_scoped
 def patient_payment_post(*, clinic_id: str, guarantor_id: str, amount_cents: int,
                          applications: Mapping[str, int], source_key: str,
-                         method: str = "card") -> PostedEntry:
+                         method: str = "card", also: Also | None = None) -> PostedEntry:
     """Patient money received, applied to lines as given; the rest is held in escrow.
 
     ``applications``: service line id -> positive cents, summing to at most the amount. The
     payments package chooses them (auto-post oldest first, REFERENCE-PORTAL.md E4) and owns
-    receipts and batches; this is the ledger fact. Raises InvalidAmount, LineInCollections,
-    InsufficientBalance (an application above the line's open balance), AlreadyPosted.
+    receipts and batches; this is the ledger fact. ``also``: the caller's items in the same
+    transaction (the receipt, the attempt's transition), as in ``entry_post``. Raises
+    InvalidAmount, LineInCollections, InsufficientBalance (an application above the line's open
+    balance), AlreadyPosted, ConditionFailed (one of ``also``'s items).
     """
     cents = require_positive_cents(amount_cents)
     lines = [Line(Account.PAT_CASH, cents)]
@@ -322,7 +324,7 @@ def patient_payment_post(*, clinic_id: str, guarantor_id: str, amount_cents: int
         lines.append(Line(Account.ESCROW, -(cents - applied)))
     return ledger.entry_post(clinic_id=clinic_id, guarantor_id=guarantor_id,
                              code=EntryCode.PATIENT_PAYMENT, lines=lines,
-                             source_key=source_key, meta={"method": method})
+                             source_key=source_key, meta={"method": method}, also=also)
 
 
 @clinic_scoped

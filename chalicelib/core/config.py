@@ -9,6 +9,11 @@
 | FRONTDESK_DDB_MAX_RETRIES | botocore retries after the first attempt | 2 |
 | FRONTDESK_PORTAL_URL | portal base URL; links use it, never the request's Host (R26) | ``http://127.0.0.1:8000`` |
 | FRONTDESK_CODE_PEPPER | key of the one-time-code HMAC (R16); a secret in the cloud | a local value |
+| FRONTDESK_STORAGE | where statement PDFs go: ``local`` (a folder) or ``s3`` | ``local`` |
+| FRONTDESK_STATEMENTS_BUCKET | the S3 bucket of statement PDFs (``s3`` storage) | none |
+| FRONTDESK_STATEMENTS_DIR | the folder of statement PDFs (``local`` storage) | ``var/statements`` |
+| FRONTDESK_STATEMENTS_QUEUE_URL | the SQS queue statement runs fan out through; unset: pages run inline | none |
+| FRONTDESK_STATEMENT_PDF_DAYS | days a statement PDF stays viewable (the S3 lifecycle rule matches) | 120 |
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ class Settings:
     ddb_max_retries: int
     portal_url: str
     code_pepper: str
+    portal_url_set: bool = False
+    storage: str = "local"
+    statements_bucket: str | None = None
+    statements_dir: str = "var/statements"
+    statements_queue_url: str | None = None
+    statement_pdf_days: int = 120
 
     @property
     def is_local(self) -> bool:
@@ -51,6 +62,14 @@ def settings() -> Settings:
         ddb_max_retries=int(env.get("FRONTDESK_DDB_MAX_RETRIES", "2")),
         portal_url=env.get("FRONTDESK_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/"),
         code_pepper=env.get("FRONTDESK_CODE_PEPPER", "frontdesk-local-development-pepper"),
+        portal_url_set=bool(env.get("FRONTDESK_PORTAL_URL", "").strip()),
+        storage=env.get("FRONTDESK_STORAGE", "local").strip().lower() or "local",
+        statements_bucket=env.get("FRONTDESK_STATEMENTS_BUCKET") or None,
+        statements_dir=env.get("FRONTDESK_STATEMENTS_DIR")
+        or os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "var", "statements"),
+        statements_queue_url=env.get("FRONTDESK_STATEMENTS_QUEUE_URL") or None,
+        statement_pdf_days=int(env.get("FRONTDESK_STATEMENT_PDF_DAYS", "120")),
     )
 
 

@@ -50,7 +50,7 @@ class EntryCode(StrEnum):
     PAYMENT_APPLICATION = "payment_application"  # escrow / pat_ar
     PATIENT_ADJUSTMENT = "patient_adjustment"  # pat_adj / pat_ar (courtesy, small balance)
     COLLECTION_TRANSFER = "collection_transfer"  # collections / pat_ar
-    PATIENT_REFUND = "patient_refund"  # escrow / pat_cash
+    PATIENT_REFUND = "patient_refund"  # escrow and un-applied pat_ar / pat_cash
     REMITTANCE = "remittance"  # one 835 claim: ins_cash, ins_adj, pat_ar per line / ins_ar (+ charge)
 
 
@@ -70,7 +70,8 @@ APPLICATION_CODES = frozenset(
     {EntryCode.PATIENT_PAYMENT, EntryCode.PAYMENT_APPLICATION, EntryCode.PATIENT_ADJUSTMENT,
      EntryCode.PATIENT_REFUND}
 )
-PAID_CODES = frozenset({EntryCode.PATIENT_PAYMENT, EntryCode.PAYMENT_APPLICATION})
+#: A patient refund that un-applies a line (pat_ar debit) takes the line's paid figure back down.
+PAID_CODES = frozenset({EntryCode.PATIENT_PAYMENT, EntryCode.PAYMENT_APPLICATION, EntryCode.PATIENT_REFUND})
 #: Codes that may not touch a line in collections (REFERENCE-PORTAL.md B3, E4).
 BLOCKED_IN_COLLECTIONS = frozenset(
     {EntryCode.PATIENT_PAYMENT, EntryCode.PAYMENT_APPLICATION, EntryCode.PATIENT_ADJUSTMENT}

@@ -222,11 +222,14 @@ def _post(
             tx.put(item, condition=ServiceLineItem.pk.does_not_exist())
         for line_id in sorted(touched - set(created)):
             item = existing[line_id]
+            # BatchGetItem is not a snapshot: the balance may be newer than a line read with it,
+            # so each line is also conditioned on the money read (a lost race retries).
+            read = dict(item.money)
             tx.update(
                 item,
                 [ServiceLineItem.money.set(_clean(figures.lines.get(line_id, {})))],
-                condition=ServiceLineItem.pk.exists(),
-                versioned=False,  # serialized by the balance item's version in this same tx
+                condition=(ServiceLineItem.money == read) if read else ServiceLineItem.pk.exists(),
+                versioned=False,
             )
         own_keys = {entry.sk, posting_sk, keys.BALANCE} | {keys.line_sk(i) for i in touched | set(created)}
         if also is not None:
@@ -305,24 +308,43 @@ def entry_reverse(
 
 
 @clinic_scoped
-def statement_snapshot(*, clinic_id: str, guarantor_id: str, statement: StatementItem) -> int:
+def statement_snapshot(
+    *,
+    clinic_id: str,
+    guarantor_id: str,
+    statement: StatementItem,
+    also: Also | None = None,
+    held: Mapping[str, int] | None = None,
+) -> int:
     """Store ``statement`` and make it the guarantor's latest, in one transaction.
 
     Fills ``statement_balance`` (= Current Balance now: open patient responsibility not in
     collections minus escrow, floor 0) and ``amount_due`` (the same), records the entry
     sequence it covers, and restarts the since-statement figures. Returns the statement
     balance in cents. Raises UnknownGuarantor, AlreadyExists, ConcurrentPosting.
+
+    ``held``: open patient responsibility held back from this statement by a hold profile
+    (REFERENCE-PORTAL.md K1), cents per part key ``facility|provider|patient``; it is taken off
+    the statement balance (in total and per part, floor 0). ``also(tx, seq)``: adds the
+    caller's own items to the same transaction (the statement run's marker, the dunning count
+    conditioned on the value read), as in :func:`entry_post`; ``seq`` is the entry sequence the
+    snapshot covers, so a caller that computed figures from its own read can refuse a stale
+    one by raising. If one of those items fails its condition, ConditionFailed(keys) is raised
+    and nothing is written.
     """
     pk = keys.guarantor_pk(clinic_id, guarantor_id)
     if statement.pk != pk:
         raise InvalidInput("the statement must belong to the guarantor")
+    held = dict(held or {})
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in held.values()):
+        raise InvalidAmount("held amounts must be non-negative integer cents")
     for attempt in range(MAX_ATTEMPTS):
         try:
             balance = BalanceItem.get(pk, keys.BALANCE, consistent_read=True)
         except BalanceItem.DoesNotExist:
             raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
         totals = dict(balance.totals)
-        current = max(0, totals.get(PAT_OPEN, 0) - totals.get(ESCROW, 0))
+        current = max(0, totals.get(PAT_OPEN, 0) - totals.get(ESCROW, 0) - sum(held.values()))
         for since in ("paid_since", "credits_since", "new_since"):
             totals.pop(since, None)
         totals[STATEMENT_BALANCE] = current
@@ -331,13 +353,15 @@ def statement_snapshot(*, clinic_id: str, guarantor_id: str, statement: Statemen
             parts[key] = _clean({
                 PAT_OPEN: row.get(PAT_OPEN, 0),
                 COLLECTIONS: row.get(COLLECTIONS, 0),
-                STATEMENT_BALANCE: max(0, row.get(PAT_OPEN, 0)),
+                STATEMENT_BALANCE: max(0, row.get(PAT_OPEN, 0) - held.get(key, 0)),
             })
         statement.statement_balance = current
         statement.amount_due = current
         statement.as_of_seq = int(balance.last_seq)
         tx = Tx()
         tx.put(statement, condition=StatementItem.pk.does_not_exist())
+        if also is not None:
+            also(tx, int(balance.last_seq))
         tx.update(balance, [
             BalanceItem.totals.set(_clean(totals)),
             BalanceItem.parts.set(parts),
@@ -349,6 +373,9 @@ def statement_snapshot(*, clinic_id: str, guarantor_id: str, statement: Statemen
         except TxFailed as failed:
             if statement.sk in failed.reasons:
                 raise AlreadyExists(f"statement {statement.statement_id} exists") from failed
+            foreign = {k: v for k, v in failed.reasons.items() if k != keys.BALANCE}
+            if foreign and not failed.retryable:
+                raise ConditionFailed(foreign) from failed
             _sleep_jittered(attempt)
             continue
         return current

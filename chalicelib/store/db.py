@@ -229,7 +229,10 @@ class Tx:
                 for item, actions, update_condition, versioned in self._updates:
                     tx.update(item, actions, condition=update_condition, add_version_condition=versioned)
         except TransactWriteError as exc:
-            code = exc.cause_response_code or ""
+            # No answer at all (a read timeout after the commit, R4) has no error code; PynamoDB's
+            # cause_response_code fails on such a cause, so read the code here.
+            response = getattr(exc.cause, "response", None)
+            code = (response.get("Error", {}).get("Code") if isinstance(response, dict) else None) or ""
             if code != "TransactionCanceledException":
                 if code in RETRYABLE_ERRORS:
                     raise TryAgainLater("the database is busy; try again") from exc

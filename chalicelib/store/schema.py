@@ -13,6 +13,8 @@ Access patterns (every key starts with the clinic, ``C#<clinic>``; no Scan on an
 | guarantors by last name (portal sign-in, R17-R22) | gsi2 | ``C#<c>#LN#<last>`` / ``<first>#<g>`` |
 | clinics (operator tools, schedules) | gsi1 | ``OPERATOR#CLINICS`` / clinic id |
 | (reserved for receipts by batch, messages due by hour, links by guarantor) | gsi3 | |
+| notifications due (or leased) in an hour, 8 shards | gsi3 | ``C#<c>#DUE#<yyyy-mm-ddThh>#<shard>`` / ``<due>#<id>`` |
+| notifications awaiting review (outcome unknown) | gsi3 | ``C#<c>#NREVIEW`` / ``<time>#<id>`` |
 """
 
 from __future__ import annotations

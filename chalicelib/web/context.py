@@ -79,8 +79,10 @@ def statement_rows(*, clinic_id: str, guarantor_id: str) -> list[dict[str, Any]]
     return rows
 
 
-def code_deliver(*, clinic_id: str, channel: str, destination: str, code: str, language: str) -> None:
+def code_deliver(*, clinic_id: str, request_id: str, channel: str, destination: str, code: str,
+                 language: str) -> None:
     """Send a sign-in code through the notification outbox (codes do not wait for quiet hours)."""
     from chalicelib.notify import services as notify
 
-    notify.code_send(clinic_id=clinic_id, channel=channel, destination=destination, code=code, language=language)
+    notify.code_send(clinic_id=clinic_id, request_id=request_id, channel=channel, destination=destination,
+                     code=code, language=language)

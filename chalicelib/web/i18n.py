@@ -69,3 +69,25 @@ def template_messages() -> list[str]:
         if isinstance(message, str) and message not in found:
             found.append(message)
     return found
+
+
+def catalog_update(language: str, translations_: dict[str, str]) -> list[str]:
+    """Rewrite ``language``'s .po with the templates' messages in order, keeping existing
+    translations and adding ``translations_``; return the ids still untranslated (development)."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import read_po, write_po
+
+    po = LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
+    with po.open("rb") as fh:
+        old = {m.id: m.string for m in read_po(fh) if m.id}
+    catalog = Catalog(locale=language, project="Frontdesk", charset="utf-8", fuzzy=False)
+    missing = []
+    for message in template_messages():
+        text = translations_.get(message) or old.get(message) or ""
+        if not text:
+            missing.append(message)
+        catalog.add(message, text)
+    with po.open("wb") as out:
+        write_po(out, catalog, width=100)
+    compile_catalogs()
+    return missing

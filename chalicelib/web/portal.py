@@ -16,11 +16,14 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.accounts import selectors as account_selectors
-from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests
+from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests, TryAgainLater
 from chalicelib.core.money import parse_cents
 from chalicelib.links import services as links
 from chalicelib.links.services import LinkKind, Session
 from chalicelib.links.tokens import split_token
+from chalicelib.payments import selectors as payment_selectors
+from chalicelib.payments import services as payment_services
+from chalicelib.payments.errors import IdempotencyConflict, PaymentInProgress
 from chalicelib.tenants import selectors as tenant_selectors
 from chalicelib.web import context, i18n, pages
 
@@ -111,10 +114,10 @@ def _page_context(session: Session) -> dict[str, Any]:
             "theme_css": context.theme_css(data.group.settings), "full": session.method == "code"}
 
 
-def _render(template: str, session: Session, **extra: Any) -> Response:
+def _render(template: str, session: Session, *, status: int = 200, **extra: Any) -> Response:
     ctx = _page_context(session)
     language = _language(ctx["page"].guarantor.language)
-    return pages.render(template, language=language, **ctx, **extra)
+    return pages.render(template, language=language, status=status, **ctx, **extra)
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -207,8 +210,8 @@ def signin_request() -> Response:
     except NotFound:
         return neutral(None)
     if request.send is not None:
-        context.code_deliver(clinic_id=clinic_id, channel=request.send[0], destination=request.send[1],
-                             code=request.send[2], language=language)
+        context.code_deliver(clinic_id=clinic_id, request_id=request.request_id, channel=request.send[0],
+                             destination=request.send[1], code=request.send[2], language=language)
     return pages.render("code.html", language=language, clinic_id=clinic_id, request_id=request.request_id,
                         group_id=group_id, next=pages.safe_next(data.get("next")), error=None)
 
@@ -336,3 +339,97 @@ def profile(session: Session) -> Response:
 def parse_amount(text: str) -> int:
     """Dollars from a form field to cents; InvalidInput for anything else."""
     return parse_cents(text.replace("$", "").replace(",", ""), field="amount")
+
+
+# --- paying --------------------------------------------------------------------------------------
+
+CHOICES = ("amount_due", "current_balance", "other")
+
+
+@portal.route("/pay", methods=["POST"], content_types=FORM)
+@session_page("quickpay")
+def pay_submit(session: Session) -> Response:
+    """Start the payment and send the browser to the processor's hosted card page.
+
+    The amount is decided on the server from the ledger (R29): the form only says which
+    figure, or dollars for "other". The attempt key from the page makes a double click or a
+    resubmitted form the same attempt (R30).
+    """
+    data = pages.form(_request().raw_body)
+    choice = data.get("choice", "")
+    try:
+        if choice not in CHOICES:
+            raise InvalidInput("choose how much to pay")
+        cents = parse_amount(data.get("other_amount", "")) if choice == "other" else None
+        view = payment_services.payment_attempt_start(
+            clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+            attempt_key=data.get("attempt_key", ""), amount_choice=choice, amount_cents=cents,
+            method=data.get("method", "card"), group_id=session.group_id)
+    except (IdempotencyConflict, PaymentInProgress):
+        return _render("quickpay.html", session, status=409, attempt_key=secrets.token_urlsafe(16), error="busy")
+    except InvalidInput:
+        return _render("quickpay.html", session, status=400, attempt_key=secrets.token_urlsafe(16), error="amount")
+    except TryAgainLater:
+        return _render("quickpay.html", session, status=503, attempt_key=secrets.token_urlsafe(16),
+                       error="unavailable")
+    if view.redirect_url:
+        return pages.redirect(view.redirect_url)
+    return pages.redirect(f"/pay/done?a={view.attempt_key}")
+
+
+@portal.route("/pay/done", methods=["GET"])
+def pay_done() -> Response:
+    """Where the processor's page returns the browser: finish the attempt and show the receipt,
+    the decline with a way to retry, or "still confirming" (R34). The attempt key (random,
+    unguessable) names the attempt; with the guarantor's session the page also carries the
+    portal's navigation, without it only the outcome (no names)."""
+    q = _request().query_params or {}
+    clinic_id, guarantor_id, attempt_key = q.get("c", ""), q.get("g", ""), q.get("a", "")
+    try:
+        view = payment_services.payment_attempt_complete(clinic_id=clinic_id, guarantor_id=guarantor_id,
+                                                         attempt_key=attempt_key)
+    except (NotFound, InvalidInput):
+        return neutral(_clinic_of(f"{clinic_id}.{'x' * 43}") if clinic_id else None)
+    except TryAgainLater:
+        view = None
+    session = None
+    cookie = _session_cookie()
+    if cookie:
+        try:
+            session = links.session_resolve(cookie=cookie, page="receipt")
+        except LinkInvalid:
+            session = None
+    if session is not None and session.guarantor_id != guarantor_id:
+        session = None
+    if session is not None and view is not None and cookie:
+        links.session_record_payment(cookie=cookie, attempted=True, outcome=view.status)
+    receipt = None
+    if view is not None and view.receipt_id and view.status == "succeeded":
+        receipt = payment_selectors.receipt_get(clinic_id=clinic_id, guarantor_id=guarantor_id,
+                                                receipt_id=view.receipt_id)
+    status = 200 if view is not None and view.status in ("succeeded", "failed", "canceled") else 202
+    if session is not None:
+        return _render("paid.html", session, status=status, view=view, receipt=receipt)
+    clinic = tenant_selectors.clinic_get(clinic_id=clinic_id)
+    return pages.render("paid.html", language=_language(), status=status, view=view, receipt=receipt,
+                        practice=clinic.name)
+
+
+@portal.route("/receipts", methods=["GET"])
+@session_page("receipts", full_portal=True)
+def receipts(session: Session) -> Response:
+    """Receipts: number, date, status (Paid / Unsuccessful at $0), method, amount (E5)."""
+    rows = payment_selectors.receipts_list(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
+    return _render("receipts.html", session, rows=rows)
+
+
+@portal.route("/receipts/{receipt_id}", methods=["GET"])
+@session_page("receipt", full_portal=True)
+def receipt_detail(session: Session, receipt_id: str) -> Response:
+    """A printable receipt; another guarantor's receipt id is the neutral page (R16)."""
+    try:
+        receipt = payment_selectors.receipt_get(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                                receipt_id=receipt_id)
+    except (NotFound, InvalidInput):
+        return neutral(session.clinic_id, status=404)
+    return _render("receipt.html", session, receipt=receipt)

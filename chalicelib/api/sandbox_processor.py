@@ -1,0 +1,96 @@
+"""The sandbox processor's own pages, under ``/sandbox-processor/``: this path stands for the
+processor's domain. The card form posts here, to the processor, never to a Frontdesk route;
+our handlers never see a card number (SECURITY.md R1). Plain string templates, no scripts.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import parse_qs
+
+from chalice import Blueprint, Response
+
+from chalicelib.core.money import format_cents
+from chalicelib.payments.errors import ProcessorRejected
+from chalicelib.payments.processors import registry
+from chalicelib.payments.processors.sandbox import PAGE_PREFIX
+
+sandbox_pages = Blueprint(__name__)
+FORM = ["application/x-www-form-urlencoded"]
+HEADERS: dict[str, str | list[str]] = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+           "Referrer-Policy": "no-referrer",
+           "Content-Security-Policy": "default-src 'self'; script-src 'none'; frame-ancestors 'none'"}
+
+
+@sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["GET"])
+def sandbox_pay_page(reference: str) -> Response:
+    view = registry.sandbox().page_view(reference)
+    if view is None:
+        return _page("Not found", "<p>No such payment.</p>", 404)
+    return _pay_form(view, error=None)
+
+
+@sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["POST"], content_types=FORM)
+def sandbox_pay_submit(reference: str) -> Response:
+    sandbox = registry.sandbox()
+    view = sandbox.page_view(reference)
+    if view is None:
+        return _page("Not found", "<p>No such payment.</p>", 404)
+    form = _form(sandbox_pages.current_request.raw_body)
+    try:
+        next_url = sandbox.page_submit(reference, form)
+    except ProcessorRejected as exc:
+        return _pay_form(view, error=str(exc), status=400)
+    return Response(body="", status_code=303, headers={"Location": next_url, "Cache-Control": "no-store"})
+
+
+@sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["GET"])
+def sandbox_challenge_page(reference: str) -> Response:
+    if registry.sandbox().page_view(reference) is None:
+        return _page("Not found", "<p>No such payment.</p>", 404)
+    action = html.escape(f"{PAGE_PREFIX}/3ds/{reference}")
+    return _page("Verify your card", f"<p>Sandbox 3-D Secure check.</p><form method=\"post\" action=\"{action}\">"
+                 "<button name=\"action\" value=\"complete\">Complete authentication</button> "
+                 "<button name=\"action\" value=\"fail\">Fail authentication</button></form>", 200)
+
+
+@sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["POST"], content_types=FORM)
+def sandbox_challenge_submit(reference: str) -> Response:
+    form = _form(sandbox_pages.current_request.raw_body)
+    try:
+        next_url = registry.sandbox().challenge_submit(reference, passed=form.get("action") == "complete")
+    except ProcessorRejected:
+        return _page("Not found", "<p>No such payment.</p>", 404)
+    return Response(body="", status_code=303, headers={"Location": next_url, "Cache-Control": "no-store"})
+
+
+def _form(raw: bytes | str | None) -> dict[str, str]:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else (raw or "")
+    parsed = parse_qs(text, keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items() if len(v) == 1}
+
+
+def _pay_form(view: dict[str, Any], *, error: str | None, status: int = 200) -> Response:
+    action = html.escape(f"{PAGE_PREFIX}/pay/{view['reference']}")
+    amount = html.escape(format_cents(int(view["amount_cents"])))
+    err = f"<p role=\"alert\">{html.escape(error)}</p>" if error else ""
+    if view["mode"] == "wallet":
+        fields = f"<button>Pay {amount} with {html.escape(str(view['wallet']).replace('_', ' '))} (sandbox)</button>"
+    elif view["mode"] == "cvc":
+        fields = (f"<p>{html.escape(str(view['brand']))} •••• {html.escape(str(view['last4']))}</p>"
+                  "<label>Security code <input name=\"cvc\" inputmode=\"numeric\" autocomplete=\"cc-csc\"></label>"
+                  f"<button>Pay {amount}</button>")
+    else:
+        fields = ("<label>Card number <input name=\"card_number\" inputmode=\"numeric\" autocomplete=\"cc-number\">"
+                  "</label><label>Expiry (MM/YY) <input name=\"expiry\" autocomplete=\"cc-exp\"></label>"
+                  "<label>Security code <input name=\"cvc\" inputmode=\"numeric\" autocomplete=\"cc-csc\"></label>"
+                  f"<button>Pay {amount}</button>")
+    return _page("Sandbox card payment", f"{err}<p>Amount: {amount}</p><form method=\"post\" action=\"{action}\">"
+                 f"{fields}</form><p>Sandbox processor: test cards only.</p>", status)
+
+
+def _page(title: str, body: str, status: int) -> Response:
+    doc = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+           f"</head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
+    return Response(body=doc, status_code=status, headers=HEADERS)

@@ -1,0 +1,718 @@
+"""Posting one imported claim (writes): exactly one ledger entry per claim, or none, and always
+exactly one claim marker.
+
+Charges (837 CLM, FHIR Claim): one ``CHARGE`` entry per claim creating its service lines
+(``new_lines=``): per line ``ins_ar`` debit / ``revenue`` credit. The encounter number is CLM01
+with the first date of service (CLM01 is often the patient's account number, the same on every
+claim); source key ``claim:<encounter>:<total cents>`` in the guarantor's collection: the same
+claim charged again (another file, a re-run) is AlreadyPosted and posts nothing, another claim
+with the same CLM01 and day is held for review (its lines exist).
+
+Remittances (835 CLP, FHIR ExplanationOfBenefit): one ``REMITTANCE`` entry per claim: per
+service line ``ins_cash`` (the payer's payment), ``ins_adj`` with kind ``<group>-<reason>``
+(``CO-45``), ``pat_ar`` with kind deductible / coinsurance / copay / other (CAS group PR
+reasons 1, 2, 3, others) and the balancing ``ins_ar`` credit; for a claim that matches no
+submitted claim, also the charge lines (``ins_ar`` / ``revenue``) creating its visit from the
+835 itself. CLP04 is spread over the lines in proportion to SVC03 and claim-level CAS in
+proportion to SVC02 (``core.money.allocate``: exact cents, deterministic), so the entry
+carries exactly ΣCLP04, every CAS amount and nothing else (DATA-FORMATS.md §2.4). Source key
+``835:<digest>`` of the payment's trace (TRN03, TRN02, BPR02, BPR16) and the claim (its number in
+the transaction, CLP01, CLP07, CLP02, CLP03, CLP04): the same remittance in another file
+posts nothing twice. By CLP02 (§2.3):
+
+- 1/2/3: posted; 19/20/21 (forwarded): posted except the PR amounts, which stay with insurance
+  as pending secondary; 4 (denied) and unknown codes: no adjudication, flagged for review
+  (an unmatched one still creates its visit); 22 (reversal): finds the original posting by
+  CLP07 + CLP01 and equal negated CLP03/CLP04, claims it by a conditional update and calls
+  ``ledger.entry_reverse``, which takes back exactly what the original posted; without an
+  original it is parked (§2.5); 23 and 25: never posted.
+
+Matching (PRODUCT.md §3): CLP01 to the submitted claim id (then a claim id CLP01 truncates),
+narrowed by patient name and charge; REF*6R to the submitted line, then procedure +
+modifiers + date, then procedure; else patient name + date of service + procedure through
+the visit index (flagged "fuzzy match" for staff to confirm). No match: the visit is created
+from the claim itself and flagged "unmatched".
+
+The entry's transaction also writes (``entry_post``'s ``also=``) the claim marker, the
+remittance index item (so a later reversal finds the entry), the claim index item of a
+new visit, and, when the patient balance grows, the guarantor's balance-notice item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib.core import clock
+from chalicelib.core.errors import (
+    AlreadyExists,
+    AlreadyPosted,
+    AlreadyReversed,
+    ConditionFailed,
+    InsufficientBalance,
+    InvalidInput,
+    LineInCollections,
+    Unbalanced,
+    UnknownServiceLine,
+)
+from chalicelib.core.money import allocate
+from chalicelib.imports.errors import Warnings
+from chalicelib.imports.model import (
+    DENIED,
+    FORWARDED,
+    NOT_OUR_CLAIM,
+    PATIENT_GROUP,
+    PREDETERMINATION,
+    PROCESSED,
+    REVERSAL,
+    Adjustment,
+    NoteUnit,
+    Person,
+    PersonUnit,
+    Provider,
+    RemitClaim,
+    RemitLine,
+    Visit,
+)
+from chalicelib.imports.people import People, digest, has_name, name_key, normalize_id, person_key
+from chalicelib.ledger import services as ledger
+from chalicelib.ledger.accounts import Account, EntryCode, Line, ResponsibilityKind, part_key
+from chalicelib.store import keys
+from chalicelib.store.db import Tx
+from chalicelib.store.models import ServiceLineItem
+from chalicelib.store.models_imports import BalanceNoticeItem, ClaimRefItem, ImportClaimItem, RemitRefItem
+
+MAX_LINES = 90  # a posting transaction holds up to 100 items; 7 are the entry's own and ours
+MAX_CANDIDATES = 10  # submitted claims read per remitted claim id (or patient and day)
+PR_KINDS = {"1": ResponsibilityKind.DEDUCTIBLE, "2": ResponsibilityKind.COINSURANCE, "3": ResponsibilityKind.COPAY}
+_ENCOUNTER_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class Outcome:
+    """What happened to one claim: ``outcome`` (posted, held, parked, not_posted,
+    already_posted, reversed), ``review`` (why staff should look, or None), the guarantor and
+    entry it touched, how it was matched, and its amounts in cents."""
+
+    outcome: str
+    review: str | None = None
+    reason: str | None = None
+    guarantor_id: str | None = None
+    entry_seq: int | None = None
+    encounter: str | None = None
+    matched_by: str | None = None
+    amounts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """One import run: clinic, the file's SHA-256, when the import started, the people
+    resolver and the warnings of the write phase."""
+
+    clinic_id: str
+    sha256: str
+    started_at: datetime
+    people: People
+    warnings: Warnings
+
+
+@dataclass
+class _Target:
+    line_id: str
+    svc: RemitLine | None
+    weight_charge: int
+    weight_paid: int
+    charge_needed: int = 0
+    new_item: ServiceLineItem | None = None
+
+
+# --- keys and small helpers -------------------------------------------------------------------
+
+
+def claim_key(claim_id: str) -> str:
+    """The normalized claim id used as index key (upper-case letters and digits, ≤ 60)."""
+    return normalize_id(claim_id)[:60] or "-"
+
+
+def encounter_for(claim_id: str, suffix: str = "") -> str:
+    """An encounter number from a claim id: safe id characters, ≤ 50, plus an optional suffix."""
+    base = _ENCOUNTER_CHARS.sub("", claim_id).lstrip("._-")[:40] or "C"
+    return f"{base}.{suffix}" if suffix else base
+
+
+def remit_key(claim: RemitClaim) -> str:
+    """The business key of a remittance claim (see the module docstring)."""
+    if claim.source == "fhir":
+        return f"eob:{digest(claim.patient_control)[:32]}"
+    tx = claim.transaction
+    fields = (tx.payer_trn_id, tx.trace, str(tx.amount_cents), tx.payment_date or "", str(claim.ordinal_in_transaction),
+              claim.patient_control, claim.payer_claim_id, claim.status, str(claim.charge_cents), str(claim.paid_cents))
+    return "835:" + hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()[:32]
+
+
+def _units(raw: str) -> int:
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, ValueError):
+        return 1
+    if not value.is_finite() or value <= 0:
+        return 1
+    return max(1, int(value.to_integral_value(rounding=ROUND_CEILING)))
+
+
+def _plain(value: object) -> dict[str, object]:
+    """A stored map (PynamoDB MapAttribute or a plain dict) as a plain dict."""
+    as_dict = getattr(value, "as_dict", None)
+    return dict(as_dict()) if callable(as_dict) else dict(value)  # type: ignore[call-overload]
+
+
+def _weights(values: list[int]) -> list[int]:
+    return values if sum(values) > 0 else [1] * len(values)
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    return allocate(total, _weights(weights)) if total else [0] * len(weights)
+
+
+# --- markers ----------------------------------------------------------------------------------
+
+
+def _marker(ctx: Context, ordinal: int, outcome: Outcome) -> ImportClaimItem:
+    item = ImportClaimItem(
+        keys.import_pk(ctx.clinic_id, ctx.sha256), keys.import_claim_sk(ordinal), ordinal=ordinal,
+        outcome=outcome.outcome, review=outcome.review, reason=(outcome.reason or None) and outcome.reason[:300],
+        guarantor_id=outcome.guarantor_id, entry_seq=outcome.entry_seq, encounter=outcome.encounter,
+        matched_by=outcome.matched_by, amounts={k: v for k, v in outcome.amounts.items() if v},
+        created_at=clock.now(),
+    )
+    if outcome.review:
+        item.gsi1pk = keys.import_review_gsi1pk(ctx.clinic_id)
+        item.gsi1sk = f"{ctx.started_at.isoformat()}#{ctx.sha256[:16]}#{ordinal:08d}"
+    return item
+
+
+def existing_outcome(ctx: Context, ordinal: int) -> Outcome | None:
+    """The outcome recorded for claim ``ordinal`` of this file by an earlier run, or None."""
+    try:
+        item = ImportClaimItem.get(keys.import_pk(ctx.clinic_id, ctx.sha256), keys.import_claim_sk(ordinal),
+                                   consistent_read=True)
+    except ImportClaimItem.DoesNotExist:
+        return None
+    return Outcome(outcome=item.outcome, review=item.review, reason=item.reason, guarantor_id=item.guarantor_id,
+                   entry_seq=int(item.entry_seq) if item.entry_seq is not None else None,
+                   encounter=item.encounter, matched_by=item.matched_by, amounts=dict(item.amounts))
+
+
+def record(ctx: Context, ordinal: int, outcome: Outcome) -> Outcome:
+    """Write the marker of a claim that posts no entry; an earlier run's marker wins."""
+    try:
+        _marker(ctx, ordinal, outcome).save(condition=ImportClaimItem.pk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return existing_outcome(ctx, ordinal) or outcome
+    return outcome
+
+
+def _notice(ctx: Context, guarantor_id: str, seq: int, increase: int) -> BalanceNoticeItem:
+    now = clock.now()
+    return BalanceNoticeItem(
+        keys.guarantor_pk(ctx.clinic_id, guarantor_id), keys.BALANCE_NOTICE, guarantor_id=guarantor_id,
+        due_at=now, entry_seq=seq, increase_cents=increase, source="import",
+        gsi1pk=keys.notices_due_gsi1pk(ctx.clinic_id), gsi1sk=f"{now.isoformat()}#{guarantor_id}",
+    )
+
+
+def _post(ctx: Context, ordinal: int, outcome: Outcome, *, code: EntryCode, lines: list[Line], source_key: str,
+          meta: dict[str, str], new_lines: list[ServiceLineItem],
+          extra: Callable[[Tx, int], None] | None) -> Outcome:
+    """entry_post with the marker (and ``extra`` items) in its transaction; maps every
+    business refusal to a held claim, and a repeat to the earlier run's outcome."""
+    assert outcome.guarantor_id is not None
+
+    def also(tx: Tx, seq: int) -> None:
+        outcome.entry_seq = seq
+        tx.put(_marker(ctx, ordinal, outcome), condition=ImportClaimItem.pk.does_not_exist())
+        if extra is not None:
+            extra(tx, seq)
+
+    try:
+        ledger.entry_post(clinic_id=ctx.clinic_id, guarantor_id=outcome.guarantor_id, code=code, lines=lines,
+                          source_key=source_key, meta=meta, new_lines=new_lines, also=also)
+    except AlreadyPosted:
+        earlier = existing_outcome(ctx, ordinal)
+        if earlier is not None:
+            return earlier
+        outcome.entry_seq = None
+        return record(ctx, ordinal, Outcome("already_posted", review="already posted by an earlier import",
+                                            guarantor_id=outcome.guarantor_id, encounter=outcome.encounter,
+                                            matched_by=outcome.matched_by, amounts=outcome.amounts))
+    except ConditionFailed as exc:
+        earlier = existing_outcome(ctx, ordinal)
+        if earlier is not None:
+            return earlier
+        outcome.entry_seq = None
+        if any("#835:" in k or "#eob:" in k for k in exc.keys):  # its remittance index item exists
+            return record(ctx, ordinal, Outcome("already_posted", review="already posted by an earlier import",
+                                                guarantor_id=outcome.guarantor_id, amounts=outcome.amounts))
+        return record(ctx, ordinal, Outcome("held", review="the visit was created by another import",
+                                            guarantor_id=outcome.guarantor_id, amounts=outcome.amounts))
+    except (InsufficientBalance, LineInCollections, AlreadyExists, UnknownServiceLine, InvalidInput,
+            Unbalanced) as exc:
+        outcome.entry_seq = None
+        return record(ctx, ordinal, Outcome("held", review=f"not posted: {type(exc).__name__}", reason=str(exc),
+                                            guarantor_id=outcome.guarantor_id, encounter=outcome.encounter,
+                                            matched_by=outcome.matched_by, amounts=outcome.amounts))
+    return outcome
+
+
+def _service_line(ctx: Context, guarantor_id: str, encounter: str, number: int, patient_id: str, *, code: str,
+                  modifiers: tuple[str, ...], units: int, dos: str, facility_id: str | None,
+                  billing_id: str | None, rendering_id: str | None, referring_id: str | None,
+                  description: str | None, responsibility_date: str | None = None) -> ServiceLineItem:
+    line_id = keys.service_line_id(encounter, number)
+    return ServiceLineItem(
+        keys.guarantor_pk(ctx.clinic_id, guarantor_id), keys.line_sk(line_id), line_id=line_id,
+        encounter_number=encounter, line_number=number, patient_id=patient_id, facility_id=facility_id,
+        billing_provider_id=billing_id, rendering_provider_id=rendering_id, referring_provider_id=referring_id,
+        date_of_service=dos, responsibility_date=responsibility_date, procedure_code=(code or "-")[:20].upper(),
+        modifiers=[m[:4].upper() for m in modifiers[:4]], units=units, description=description,
+        part=part_key(facility_id, rendering_id or billing_id, patient_id),
+    )
+
+
+def _ref_item(ctx: Context, claim_id: str, guarantor_id: str, patient_id: str, patient: Person, encounter: str,
+              charge: int, date_from: str | None, origin: str, lines: list[dict[str, object]]) -> ClaimRefItem:
+    patient_digest = digest(name_key(patient) if has_name(patient) else patient.external_key)
+    day = date_from or next((str(ln["dos"]) for ln in lines if ln.get("dos")), None)
+    return ClaimRefItem(
+        keys.claim_refs_pk(ctx.clinic_id),
+        keys.claim_ref_sk(claim_key(claim_id), patient_digest[:16], guarantor_id, encounter),
+        claim_id=claim_id[:80], guarantor_id=guarantor_id, patient_id=patient_id, encounter=encounter,
+        charge_cents=charge, date_from=day, patient_digest=patient_digest, origin=origin, lines=lines,
+        gsi1pk=keys.visit_gsi1pk(ctx.clinic_id, digest(f"{name_key(patient)}|{day}")) if day else None,
+        gsi1sk=encounter if day else None,
+    )
+
+
+# --- charges (837, FHIR Claim) ------------------------------------------------------------------
+
+
+def post_visit(ctx: Context, visit: Visit) -> Outcome:
+    """Charge one claim: create guarantor, patient, providers as needed, its service lines and
+    one CHARGE entry; returns the outcome (posted, held, already_posted)."""
+    amounts = {"charge": visit.charge_cents}
+    if visit.frequency == "8":
+        return record(ctx, visit.ordinal, Outcome("held", review="void claim (CLM05-3 = 8): reverse the original "
+                                                  "charge by hand", amounts=amounts))
+    people = ctx.people
+    if visit.subscriber is None:
+        known = people.known_patient(visit.patient_ref) if visit.patient_ref else None
+        if known is None:
+            return record(ctx, visit.ordinal, Outcome("held", review="the patient is in no imported file",
+                                                      amounts=amounts))
+        gid, pid = known
+        patient = Person(last="", first="", external_key=visit.patient_ref)
+    else:
+        if not has_name(visit.subscriber) or (visit.patient is not None and not has_name(visit.patient)):
+            return record(ctx, visit.ordinal, Outcome("held", review="no subscriber or patient name",
+                                                      amounts=amounts))
+        g_key = person_key(visit.subscriber)
+        gid = people.guarantor(visit.subscriber, g_key)
+        patient = visit.patient or visit.subscriber
+        pid = people.patient(gid, g_key, patient, visit.relationship if visit.patient is not None else "self")
+        if patient.external_key.startswith("fhir:"):
+            people.alias_patient(patient.external_key, gid, pid)
+    first_day = visit.date_from or min((ln.date_of_service for ln in visit.lines if ln.date_of_service), default=None)
+    # CLM01 is often the patient's account number, the same on every claim: the date keeps visits apart.
+    encounter = encounter_for(visit.claim_id, first_day.replace("-", "") if first_day and visit.source == "837" else "")
+    billing = people.provider(visit.billing, ("billing", "rendering"))
+    rendering = people.provider(visit.rendering, ("rendering",))
+    referring = people.provider(visit.referring, ("referring",))
+    facility = people.facility(visit.facility or visit.billing)
+    lines = visit.lines
+    if len(lines) > MAX_LINES:
+        return record(ctx, visit.ordinal, Outcome("held", review=f"{len(lines)} service lines: too many for one "
+                                                  "posting", guarantor_id=gid, amounts=amounts))
+    fallback = visit.date_from or ctx.started_at.date().isoformat()
+    items: list[ServiceLineItem] = []
+    entry: list[Line] = []
+    ref_lines: list[dict[str, object]] = []
+    for ln in lines:
+        dos = ln.date_of_service or fallback
+        item = _service_line(ctx, gid, encounter, ln.number, pid, code=ln.code, modifiers=ln.modifiers,
+                             units=ln.units, dos=dos, facility_id=facility, billing_id=billing,
+                             rendering_id=rendering, referring_id=referring, description=ln.description or None)
+        items.append(item)
+        if ln.charge_cents:
+            entry += [Line(Account.INS_AR, ln.charge_cents, item.line_id),
+                      Line(Account.REVENUE, -ln.charge_cents, item.line_id)]
+        ref_lines.append({"line_id": item.line_id, "number": ln.number, "control": ln.control[:50],
+                          "code": item.procedure_code, "revenue_code": ln.revenue_code[:8],
+                          "modifiers": list(item.modifiers or []), "dos": dos, "charge_cents": ln.charge_cents})
+    outcome = Outcome("posted", guarantor_id=gid, encounter=encounter, matched_by=None, amounts=amounts)
+    if not entry:
+        return record(ctx, visit.ordinal, Outcome("held", review="the claim has no charge", guarantor_id=gid,
+                                                  amounts=amounts))
+    ref = _ref_item(ctx, visit.claim_id, gid, pid, patient, encounter, visit.charge_cents,
+                    visit.date_from or (lines[0].date_of_service if lines else None), visit.source, ref_lines)
+
+    def extra(tx: Tx, seq: int) -> None:
+        tx.put(ref, condition=ClaimRefItem.pk.does_not_exist())
+
+    return _post(ctx, visit.ordinal, outcome, code=EntryCode.CHARGE, lines=entry,
+                 source_key=f"claim:{encounter}:{visit.charge_cents}",
+                 meta={"source": visit.source, "import": ctx.sha256[:16], "claim": str(visit.ordinal)},
+                 new_lines=items, extra=extra)
+
+
+# --- remittances (835, FHIR ExplanationOfBenefit) -------------------------------------------------
+
+
+def _patient_digest(claim: RemitClaim) -> str | None:
+    """The digest of the remitted patient's name (835), None when the claim id is unique (FHIR)."""
+    if claim.source == "835" and claim.patient is not None and has_name(claim.patient):
+        return digest(name_key(claim.patient))
+    return None
+
+
+def _candidates(claim: RemitClaim, found: list[ClaimRefItem]) -> list[ClaimRefItem]:
+    """Claims with the same claim id and patient (835: CLP01 is not unique, §2.2), the same
+    total charge first."""
+    wanted = _patient_digest(claim)
+    if wanted is not None:
+        found = [r for r in found if r.patient_digest == wanted]
+    return sorted(found, key=lambda r: int(r.charge_cents) != abs(claim.charge_cents))
+
+
+def _map_lines(claim: RemitClaim, ref: ClaimRefItem) -> list[dict[str, object]] | None:
+    """The submitted line of each remitted line (all lines for a claim-level remit), or None
+    when a remitted line has no counterpart: then this is not the claim the payer paid."""
+    ref_lines = [_plain(x) for x in ref.lines]
+    if not claim.lines:
+        return ref_lines or None
+    used: set[str] = set()
+    mapped = []
+    for svc in claim.lines:
+        line = _pick_line(svc, ref_lines, used)
+        if line is None:
+            return None
+        used.add(str(line["line_id"]))
+        mapped.append(line)
+    return mapped
+
+
+def _match(ctx: Context, claim: RemitClaim) -> tuple[ClaimRefItem, str, list[dict[str, object]]] | None:
+    """(submitted claim, how it matched, the submitted line of each remitted line) or None."""
+    pk = keys.claim_refs_pk(ctx.clinic_id)
+    key = claim_key(claim.fhir_claim or claim.patient_control)
+    patient = _patient_digest(claim)
+    exact = f"{key}#{patient[:16]}#" if patient else f"{key}#"
+    found = list(ClaimRefItem.query(pk, ClaimRefItem.sk.startswith(exact), limit=MAX_CANDIDATES,
+                                    consistent_read=True))
+    for ref in _candidates(claim, found):
+        mapped = _map_lines(claim, ref)
+        if mapped is not None:
+            return ref, "claim id", mapped
+    if not found and claim.source == "835" and len(key) >= 5:  # some payers truncate CLP01
+        longer = [r for r in ClaimRefItem.query(pk, ClaimRefItem.sk.startswith(key), limit=MAX_CANDIDATES,
+                                                consistent_read=True)
+                  if not r.sk.startswith(f"{key}#")]
+        for ref in _candidates(claim, longer):
+            mapped = _map_lines(claim, ref)
+            if mapped is not None:
+                return ref, "claim id prefix", mapped
+    if claim.patient is None or not has_name(claim.patient) or not claim.lines:
+        return None
+    day = claim.date_from or next((ln.date_from for ln in claim.lines if ln.date_from), None)
+    if not day:
+        return None
+    found = [r for r in ClaimRefItem.gsi1.query(keys.visit_gsi1pk(ctx.clinic_id,
+                                                                  digest(f"{name_key(claim.patient)}|{day}")),
+                                                limit=MAX_CANDIDATES)
+             if isinstance(r, ClaimRefItem)]
+    matches = [(r, m) for r in found if (m := _map_lines(claim, r)) is not None]
+    if len(matches) == 1:  # an index read may lag: re-read the item before it is trusted (SERVERLESS.md 2.9)
+        ref = ClaimRefItem.get(matches[0][0].pk, matches[0][0].sk, consistent_read=True)
+        mapped = _map_lines(claim, ref)
+        if mapped is not None:
+            return ref, "patient, date and procedure", mapped
+    return None
+
+
+def _pick_line(svc: RemitLine, ref_lines: list[dict[str, object]], used: set[str]) -> dict[str, object] | None:
+    free = [r for r in ref_lines if r["line_id"] not in used]
+    if svc.control:
+        for r in free:
+            if r.get("control") and r["control"] == svc.control:
+                return r
+    code = svc.code.upper()
+
+    def same_code(r: dict[str, object]) -> bool:
+        return code in (str(r.get("code", "")).upper(), str(r.get("revenue_code", "")).upper())
+
+    for r in free:
+        modifiers = r.get("modifiers") or []
+        if same_code(r) and tuple(modifiers if isinstance(modifiers, list) else ()) == svc.modifiers and (
+                not svc.date_from or r.get("dos") == svc.date_from):
+            return r
+    for r in free:
+        if same_code(r):
+            return r
+    return None
+
+
+def _entry_lines(claim: RemitClaim, targets: list[_Target], *, adjudicate: bool,
+                 include_pr: bool) -> tuple[list[Line], int, int]:
+    """(entry lines, patient balance change, PR held with insurance) for a remittance claim."""
+    acc: dict[tuple[Account, str, str | None], int] = {}
+
+    def add(account: Account, line_id: str, cents: int, kind: str | None = None) -> None:
+        if cents:
+            acc[(account, line_id, kind)] = acc.get((account, line_id, kind), 0) + cents
+
+    for t in targets:
+        if t.charge_needed:
+            add(Account.INS_AR, t.line_id, t.charge_needed)
+            add(Account.REVENUE, t.line_id, -t.charge_needed)
+    patient = held = 0
+    if adjudicate:
+        charge_w = [t.weight_charge for t in targets]
+        paid_w = [t.weight_paid for t in targets]
+        paid = _split(claim.paid_cents, paid_w if sum(paid_w) > 0 else charge_w)
+        adjustments: list[list[Adjustment]] = [list(t.svc.adjustments) if t.svc is not None else [] for t in targets]
+        for adj in claim.adjustments:
+            for i, part in enumerate(_split(adj.cents, charge_w)):
+                if part:
+                    adjustments[i].append(Adjustment(adj.group, adj.reason, part))
+        for i, t in enumerate(targets):
+            settled = paid[i]
+            add(Account.INS_CASH, t.line_id, paid[i])
+            for adj in adjustments[i]:
+                if adj.group == PATIENT_GROUP:
+                    if not include_pr:
+                        held += adj.cents
+                        continue
+                    add(Account.PAT_AR, t.line_id, adj.cents, PR_KINDS.get(adj.reason, ResponsibilityKind.OTHER).value)
+                    patient += adj.cents
+                else:
+                    add(Account.INS_ADJ, t.line_id, adj.cents, f"{adj.group}-{adj.reason}"[:24])
+                settled += adj.cents
+            add(Account.INS_AR, t.line_id, -settled)
+    order = {a: i for i, a in enumerate(Account)}
+    lines = [Line(account, cents, line_id, kind)
+             for (account, line_id, kind), cents in sorted(acc.items(), key=lambda kv: (kv[0][1], order[kv[0][0]],
+                                                                                        kv[0][2] or ""))
+             if cents]
+    return lines, patient, held
+
+
+def _dos(claim: RemitClaim, svc: RemitLine | None, ctx: Context) -> str:
+    return ((svc.date_from if svc is not None else None) or claim.date_from or claim.date_to
+            or claim.transaction.payment_date or claim.transaction.production_date
+            or ctx.started_at.date().isoformat())
+
+
+def post_remit(ctx: Context, claim: RemitClaim) -> Outcome:
+    """Post one remittance claim (see the module docstring); returns its outcome."""
+    amounts = {"charge": claim.charge_cents, "paid": claim.paid_cents, "patient": claim.patient_responsibility()}
+    status = claim.status
+    if status == PREDETERMINATION:
+        return record(ctx, claim.ordinal, Outcome("not_posted", reason="predetermination (CLP02=25): estimate only",
+                                                  amounts=amounts))
+    if status == NOT_OUR_CLAIM:
+        return record(ctx, claim.ordinal, Outcome("not_posted", reason="not our claim (CLP02=23)", amounts=amounts))
+    if status == REVERSAL:
+        return _reverse(ctx, claim, amounts)
+    known: tuple[str, str] | None = None
+    if claim.patient is None and claim.patient_ref:
+        known = ctx.people.known_patient(claim.patient_ref)
+        if known is None:
+            return record(ctx, claim.ordinal, Outcome("held", review="the patient is in no imported file",
+                                                      amounts=amounts))
+        claim.patient = Person(last="", first="", external_key=claim.patient_ref)
+    elif not has_name(claim.patient):
+        return record(ctx, claim.ordinal, Outcome("held", review="no patient name (NM1*QC)", amounts=amounts))
+    assert claim.patient is not None
+    reviews: list[str] = []
+    adjudicate = status in PROCESSED or status in FORWARDED
+    if status == DENIED:
+        reviews.append("denied (CLP02=4): check demographics and coverage")
+    elif not adjudicate:
+        reviews.append(f"unknown claim status {status[:3]}")
+    if claim.corrected:
+        reviews.append("the payer corrected the patient's name or id (NM1*74)")
+    if adjudicate and claim.charge_cents - sum(a.cents for a in claim.adjustments) - sum(
+            a.cents for ln in claim.lines for a in ln.adjustments) != claim.paid_cents:
+        reviews.append("the claim does not balance")
+    if claim.amounts.get("F5"):
+        reviews.append("the patient paid part at the front desk (AMT*F5): do not bill it twice")
+    if len(claim.lines) > MAX_LINES:
+        return record(ctx, claim.ordinal, Outcome("held", review=f"{len(claim.lines)} service lines: too many for "
+                                                  "one posting", amounts=amounts))
+    rkey = remit_key(claim)
+    match = _match(ctx, claim)
+    targets: list[_Target] = []
+    new_ref: ClaimRefItem | None = None
+    if match is not None:
+        ref, how, mapped = match
+        gid, pid, encounter = ref.guarantor_id, ref.patient_id, ref.encounter
+        if how != "claim id":
+            reviews.append(f"matched by {how}: confirm")
+        gpk = keys.guarantor_pk(ctx.clinic_id, gid)
+        wanted = sorted({str(r["line_id"]) for r in mapped})
+        billed = {it.line_id: int(it.money.get("billed", 0)) for it in ServiceLineItem.batch_get(
+            [(gpk, keys.line_sk(line_id)) for line_id in wanted], consistent_read=True)}
+        if set(billed) != set(wanted):
+            return record(ctx, claim.ordinal, Outcome("held", review="the matched claim's service lines are missing",
+                                                      guarantor_id=gid, amounts=amounts))
+        recharged: set[str] = set()
+
+        def recharge(r: dict[str, object]) -> int:
+            """A line whose charge a reversal took back (an 835-created visit) is charged again."""
+            line_id = str(r["line_id"])
+            if billed[line_id] != 0 or line_id in recharged:
+                return 0
+            recharged.add(line_id)
+            return int(str(r.get("charge_cents", 0)))
+
+        if claim.lines:
+            targets = [_Target(str(r["line_id"]), svc, abs(svc.charge_cents), abs(svc.paid_cents),
+                               charge_needed=recharge(r)) for svc, r in zip(claim.lines, mapped, strict=True)]
+        else:
+            targets = [_Target(str(r["line_id"]), None, abs(int(str(r.get("charge_cents", 0)))), 0,
+                               charge_needed=recharge(r)) for r in mapped]
+        matched_by = how
+    else:
+        matched_by = "unmatched"
+        reviews.append("unmatched: the visit was created from the remittance")
+        if known is not None:
+            gid, pid = known
+        else:
+            subscriber = claim.subscriber if has_name(claim.subscriber) else claim.patient
+            assert subscriber is not None
+            g_key = person_key(subscriber)
+            gid = ctx.people.guarantor(subscriber, g_key)
+            relationship = "self" if subscriber is claim.patient else "other"
+            pid = ctx.people.patient(gid, g_key, claim.patient, relationship)
+            if claim.patient.external_key.startswith("fhir:"):
+                ctx.people.alias_patient(claim.patient.external_key, gid, pid)
+        encounter = encounter_for(claim.patient_control, rkey[-6:])
+        facility = billing = rendering = None
+        if claim.rendering_npi:
+            rendering = ctx.people.provider(Provider(npi=claim.rendering_npi, name="-"), ("rendering",))
+        responsibility = claim.transaction.payment_date
+        ref_lines = []
+        svcs: list[RemitLine | None] = list(claim.lines) or [None]
+        for number, svc in enumerate(svcs, start=1):
+            if svc is not None:
+                code, mods, units, charge = svc.code, svc.modifiers, _units(svc.units), svc.charge_cents
+            else:
+                code, mods, units, charge = "CLAIM", (), 1, claim.charge_cents
+            item = _service_line(ctx, gid, encounter, number, pid, code=code, modifiers=mods, units=units,
+                                 dos=_dos(claim, svc, ctx), facility_id=facility, billing_id=billing,
+                                 rendering_id=rendering, referring_id=None,
+                                 description=None if svc is not None else "claim-level remittance",
+                                 responsibility_date=responsibility)
+            paid_weight = abs(svc.paid_cents) if svc else abs(claim.paid_cents)
+            targets.append(_Target(item.line_id, svc, abs(charge), paid_weight, charge_needed=charge, new_item=item))
+            ref_lines.append({"line_id": item.line_id, "number": number, "control": (svc.control if svc else "")[:50],
+                              "code": item.procedure_code, "revenue_code": "", "modifiers": list(item.modifiers or []),
+                              "dos": item.date_of_service, "charge_cents": charge})
+        new_ref = _ref_item(ctx, claim.fhir_claim or claim.patient_control, gid, pid, claim.patient, encounter,
+                            claim.charge_cents, claim.date_from, claim.source, ref_lines)
+    lines, patient_change, held = _entry_lines(claim, targets, adjudicate=adjudicate,
+                                               include_pr=status not in FORWARDED)
+    if held:
+        amounts["pending_secondary"] = held
+    outcome = Outcome("posted", review="; ".join(dict.fromkeys(reviews))[:300] or None, guarantor_id=gid,
+                      encounter=encounter,
+                      matched_by=matched_by, amounts=amounts)
+    if not lines:
+        return record(ctx, claim.ordinal, Outcome("not_posted", review=outcome.review, reason="nothing to post",
+                                                  guarantor_id=gid, encounter=encounter, matched_by=matched_by,
+                                                  amounts=amounts))
+    remit_ref_key = keys.remit_ref_sk(claim_key(claim.payer_claim_id) if claim.payer_claim_id else "-",
+                                      claim_key(claim.fhir_claim or claim.patient_control), rkey)
+
+    def extra(tx: Tx, seq: int) -> None:
+        tx.put(RemitRefItem(keys.remit_refs_pk(ctx.clinic_id), remit_ref_key, guarantor_id=gid, entry_seq=seq,
+                            status=status, charge_cents=claim.charge_cents, paid_cents=claim.paid_cents,
+                            patient_cents=amounts["patient"], import_sha256=ctx.sha256, ordinal=claim.ordinal),
+               condition=RemitRefItem.pk.does_not_exist())
+        if new_ref is not None:
+            tx.put(new_ref, condition=ClaimRefItem.pk.does_not_exist())
+        if patient_change > 0:
+            tx.put(_notice(ctx, gid, seq, patient_change))
+
+    return _post(ctx, claim.ordinal, outcome, code=EntryCode.REMITTANCE, lines=lines, source_key=rkey,
+                 meta={"source": claim.source, "import": ctx.sha256[:16], "claim": str(claim.ordinal),
+                       "status": status[:3]},
+                 new_lines=[t.new_item for t in targets if t.new_item is not None], extra=extra)
+
+
+def _reverse(ctx: Context, claim: RemitClaim, amounts: dict[str, int]) -> Outcome:
+    """CLP02=22: take back the original posting of this claim (DATA-FORMATS.md §2.5)."""
+    rkey = remit_key(claim)
+    prefix = (f"{claim_key(claim.payer_claim_id) if claim.payer_claim_id else '-'}#"
+              f"{claim_key(claim.fhir_claim or claim.patient_control)}#")
+    refs = list(RemitRefItem.query(keys.remit_refs_pk(ctx.clinic_id), RemitRefItem.sk.startswith(prefix),
+                                   consistent_read=True))
+    mine = [r for r in refs if r.reversed_by == rkey]
+    candidates = mine or [r for r in refs if r.reversed_by is None and r.status != REVERSAL
+                          and int(r.charge_cents) == -claim.charge_cents and int(r.paid_cents) == -claim.paid_cents]
+    for ref in candidates:
+        if ref.reversed_by != rkey:
+            try:
+                ref.update(actions=[RemitRefItem.reversed_by.set(rkey)],
+                           condition=RemitRefItem.reversed_by.does_not_exist())
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                continue
+        seq: int | None
+        try:
+            seq = ledger.entry_reverse(clinic_id=ctx.clinic_id, guarantor_id=ref.guarantor_id,
+                                       entry_seq=int(ref.entry_seq),
+                                       reason=f"835 reversal (import {ctx.sha256[:16]}, claim {claim.ordinal})").seq
+        except AlreadyReversed:
+            seq = None
+        except (InsufficientBalance, LineInCollections) as exc:
+            return record(ctx, claim.ordinal, Outcome(
+                "held", review="reversal blocked: money applied since the original must be undone first",
+                reason=str(exc), guarantor_id=ref.guarantor_id, amounts=amounts))
+        return record(ctx, claim.ordinal, Outcome("reversed", guarantor_id=ref.guarantor_id, entry_seq=seq,
+                                                  matched_by="payer claim id", amounts=amounts))
+    return record(ctx, claim.ordinal, Outcome("parked", review="reversal without its original posting: parked",
+                                              amounts=amounts))
+
+
+# --- people (roster rows, FHIR Patient / RelatedPerson / Account) ------------------------------
+
+
+def post_person(ctx: Context, unit: PersonUnit) -> Outcome:
+    """Find or create the guarantor (and the patient linked to them) of one roster row or FHIR
+    resource; a person known before is left as it is (profiles are not overwritten)."""
+    if not has_name(unit.guarantor) or (unit.patient is not None and not has_name(unit.patient)):
+        return record(ctx, unit.ordinal, Outcome("held", review="no last name"))
+    before = ctx.people.created_guarantors
+    g_key = person_key(unit.guarantor)
+    gid = ctx.people.guarantor(unit.guarantor, g_key)
+    patient = unit.patient or unit.guarantor
+    pid = ctx.people.patient(gid, g_key, patient, unit.relationship if unit.patient is not None else "self")
+    if unit.patient_alias:
+        ctx.people.alias_patient(unit.patient_alias, gid, pid)
+    created = ctx.people.created_guarantors > before
+    return record(ctx, unit.ordinal, Outcome("posted", reason=None if created else "guarantor existed",
+                                             guarantor_id=gid))
+
+
+def post_note(ctx: Context, unit: NoteUnit) -> Outcome:
+    """Record a unit that is read but not imported (its reason on the marker)."""
+    return record(ctx, unit.ordinal, Outcome("not_posted", reason=unit.reason))

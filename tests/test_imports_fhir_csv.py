@@ -1,0 +1,167 @@
+"""FHIR R4 (single resources, bundles, Synthea) and CSV roster imports against DynamoDB Local."""
+
+from __future__ import annotations
+
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+
+from chalicelib.accounts import selectors as account_selectors
+from chalicelib.imports import services
+from chalicelib.imports.csv_roster import read_roster
+from chalicelib.imports.errors import ImportRejected, Warnings
+from chalicelib.imports.files import Source
+from chalicelib.ledger import selectors as ledger_selectors
+from chalicelib.ledger.verify import ledger_verify
+from chalicelib.store import keys
+from chalicelib.store.db import clinic_scope
+from chalicelib.store.models import GuarantorItem, PatientItem
+from chalicelib.tenants import services as tenants
+
+pytestmark = pytest.mark.usefixtures("dynamodb_endpoint")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYNTHEA = DATA / "fhir" / "synthea-r4" / "Gustavo_Mejia_59a8543c-e24f-4a01-b28b-47ccde6bc11d.json"
+SPEC = DATA / "fhir" / "r4-spec-examples"
+PATIENT_SHARE = {"https://bluebutton.cms.gov/resources/variables/line_coinsrnc_amt",
+                 "https://bluebutton.cms.gov/resources/variables/line_bene_ptb_ddctbl_amt"}
+
+
+def clinic() -> str:
+    return tenants.clinic_create(name="FHIR Clinic", time_zone="America/Denver")
+
+
+def people(clinic_id: str) -> list[tuple[GuarantorItem, list[PatientItem]]]:
+    with clinic_scope(clinic_id):
+        out = []
+        for g in GuarantorItem.gsi1.query(keys.guarantors_gsi1pk(clinic_id)):
+            assert isinstance(g, GuarantorItem)
+            patients = list(PatientItem.query(g.pk, PatientItem.sk.startswith(keys.PATIENT_PREFIX)))
+            out.append((g, patients))
+        return out
+
+
+def verified(clinic_id: str) -> None:
+    report = ledger_verify(clinic_id=clinic_id)
+    assert report.ok, report.mismatches[:3]
+
+
+def bundle(*resources: dict) -> bytes:
+    return json.dumps({"resourceType": "Bundle", "type": "collection",
+                       "entry": [{"fullUrl": f"http://example.org/fhir/{r['resourceType']}/{r['id']}", "resource": r}
+                                 for r in resources]}).encode()
+
+
+def spec(name: str) -> dict:
+    return json.loads((SPEC / name).read_text())
+
+
+# --- FHIR ----------------------------------------------------------------------------------------
+
+
+def test_synthea_bundle_charges_claims_and_posts_the_eob_patient_share():
+    cid = clinic()
+    result = services.import_file(clinic_id=cid, source=Source(path=SYNTHEA))
+    assert result.status == "imported" and result.file_format == "fhir"
+    assert any("rounded half-up" in w for w in result.warnings)
+    assert any("resource types not imported" in w for w in result.warnings)
+    [(guarantor, patients)] = people(cid)
+    assert guarantor.last_name == "Mejía" and [p.relationship for p in patients] == ["self"]
+    data = json.loads(SYNTHEA.read_text(), parse_float=Decimal)
+    share = 0
+    for entry in data["entry"]:
+        eob = entry["resource"]
+        if eob["resourceType"] != "ExplanationOfBenefit":
+            continue
+        for item in eob.get("item", []):
+            for adj in item.get("adjudication", []):
+                if adj["category"]["coding"][0]["code"] in PATIENT_SHARE and "amount" in adj:
+                    share += int((Decimal(str(adj["amount"]["value"])) * 100).quantize(Decimal(1), ROUND_HALF_UP))
+    figures = ledger_selectors.guarantor_figures(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert share > 0 and figures.balances.current_balance == share == result.patient_responsibility_cents
+    lines = account_selectors.service_lines_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert len(lines) >= 14 and sum(ln.money.get("billed", 0) for ln in lines) == result.charge_cents
+    verified(cid)
+
+
+def test_account_guarantor_is_the_related_person_and_the_patient_their_spouse():
+    cid = clinic()
+    data = bundle(spec("Account-ewg.json"), spec("RelatedPerson-benedicte.json"), spec("Patient-example.json"))
+    result = services.import_file(clinic_id=cid, source=Source(data=data, name="account.json"))
+    assert result.status == "imported"
+    [(guarantor, patients)] = people(cid)
+    assert (guarantor.first_name, guarantor.last_name) == ("Bénédicte", "du Marché")
+    assert [(p.first_name, p.last_name, p.relationship, p.date_of_birth) for p in patients] == [
+        ("Peter", "Chalmers", "spouse", "1974-12-25")]
+
+
+def test_single_resources_link_across_files_and_non_usd_is_not_imported():
+    cid = clinic()
+    assert services.import_file(clinic_id=cid, source=Source(path=SPEC / "Patient-pat1.json")).status == "imported"
+    eob = services.import_file(clinic_id=cid, source=Source(path=SPEC / "ExplanationOfBenefit-EB3500.json"))
+    assert eob.status == "imported" and eob.outcomes == {"posted": 1}  # Patient/pat1 from the first file
+    charge = services.import_file(clinic_id=cid, source=Source(path=SPEC / "ChargeItem-example.json"))
+    assert charge.outcomes == {"not_posted": 1}  # EUR
+    invoice = services.import_file(clinic_id=cid, source=Source(path=SPEC / "Invoice-example.json"))
+    assert invoice.status == "imported" and "Invoice ×1" in invoice.warnings[0]
+    assert len(people(cid)) == 1
+    verified(cid)
+
+
+def test_invalid_fhir_is_rejected_with_its_entry_and_type_and_writes_nothing():
+    cid = clinic()
+    patient = spec("Patient-pat1.json")
+    broken = dict(spec("Patient-example.json"), birthDate="the twelfth", id="broken")
+    result = services.import_file(clinic_id=cid, source=Source(data=bundle(patient, broken), name="bad.json"))
+    assert result.status == "rejected" and result.error is not None
+    assert (result.error["segment"], result.error["segment_id"]) == (2, "Patient")
+    assert "birthDate" in result.error["message"] and "twelfth" not in result.error["message"]
+    assert people(cid) == []
+    not_json = services.import_file(clinic_id=cid, source=Source(data=b"{ nope", name="x.json"))
+    assert not_json.status == "rejected"
+
+
+# --- CSV roster ----------------------------------------------------------------------------------
+
+ROSTER = """guarantor_id,guarantor_first_name,guarantor_last_name,email,mobile,language,consent_email,consent_sms,\
+patient_id,patient_first_name,patient_last_name,patient_date_of_birth,relationship
+A100,Maria,García,maria@example.com,(555) 555-0101,es,yes,no,P1,Maria,García,1980-02-03,self
+A100,Maria,García,maria@example.com,(555) 555-0101,es,yes,no,P2,Lucía,García,2015-06-07,child
+B200,John,Smith,,+44 20 7946 0958,en,no,yes,,,,,
+"""
+
+
+def test_roster_creates_guarantors_with_contacts_consent_and_patients():
+    cid = clinic()
+    result = services.import_file(clinic_id=cid, source=Source(data=ROSTER.encode(), name="roster.csv"))
+    assert result.status == "imported" and result.file_format == "csv" and result.transactions == 3
+    found = {g.last_name: (g, p) for g, p in people(cid)}
+    maria, kids = found["García"]
+    assert (maria.email, maria.mobile, maria.language) == ("maria@example.com", "+15555550101", "es")
+    assert maria.consent.as_dict() == {"email": True, "sms": False}
+    assert sorted((p.first_name, p.relationship) for p in kids) == [("Lucía", "child"), ("Maria", "self")]
+    john, johns = found["Smith"]
+    assert john.mobile == "+442079460958" and john.consent.as_dict() == {"email": False, "sms": True}
+    assert [p.relationship for p in johns] == ["self"]
+    again = services.import_file(clinic_id=cid, source=Source(data=ROSTER.encode(), name="roster.csv"))
+    assert again.status == "duplicate"
+    more = ROSTER + "C300,Ann,Lee,ann@example.com,,,,,,,,,\n"
+    added = services.import_file(clinic_id=cid, source=Source(data=more.encode(), name="roster2.csv"))
+    assert added.status == "imported" and len(people(cid)) == 3
+
+
+@pytest.mark.parametrize(("csv_text", "row", "column"), [
+    (ROSTER.replace("maria@example.com,(555)", "not-an-email,(555)", 1), 2, "email"),
+    (ROSTER.replace(",es,yes", ",fr,yes", 1), 2, "language"),
+    (ROSTER.replace("2015-06-07", "2015-13-45"), 3, "patient_date_of_birth"),
+    (ROSTER.replace(",no,yes,", ",no,perhaps,"), 4, "consent_sms"),
+    ("guarantor_first_name,guarantor_last_name\nA,B\n", 1, "guarantor_id"),
+])
+def test_roster_errors_reject_the_file_with_row_and_column(csv_text, row, column):
+    with pytest.raises(ImportRejected) as rejected:
+        read_roster(csv_text.encode(), Warnings())
+    assert (rejected.value.position, rejected.value.segment_id) == (row, column)
+    cid = clinic()
+    result = services.import_file(clinic_id=cid, source=Source(data=csv_text.encode(), name="r.csv"))
+    assert result.status == "rejected" and people(cid) == []
