@@ -269,3 +269,62 @@ def test_tampered_or_out_of_range_amounts_are_refused_on_the_server(client, fiel
     page = _body(client.http.get("/pay", headers=headers))
     r = client.http.post("/pay", headers={**headers, **FORM}, body=_pay_form(page, **fields))
     assert r.status_code == 400 and "Please check the amount" in _body(r)
+
+
+def test_a_payment_cancels_pending_reminders_and_queues_the_emailed_receipt(client):
+    from chalicelib.accounts import selectors as account_selectors
+    from chalicelib.notify import selectors as notify_selectors
+    from chalicelib.notify import services as notify
+
+    f, gid = _portal_family(email_receipts=True)
+    [statement] = account_selectors.statements_list(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    notify.reminder_schedule_set(clinic_id=f.clinic_id, rules=[
+        {"rule_id": "after7", "when": "after", "days": 7, "time_of_day": "10:00", "channel": "email"}])
+    planned = notify.reminders_plan(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id,
+                                    statement_id=statement.statement_id)
+    assert planned
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="quickpay", origin="email_link")
+    headers = {"cookie": f"fd_session={cookie}"}
+    page = _body(client.http.get("/pay", headers=headers))
+    start = client.http.post("/pay", headers={**headers, **FORM}, body=_pay_form(page, choice="amount_due"))
+    done = client.http.post(_path(start.headers["Location"]), headers=FORM,
+                            body=b"card_number=4242424242424242&expiry=12%2F39&cvc=123")
+    assert "Payment received" in _body(client.http.get(_path(done.headers["Location"]), headers=headers))
+    outbox = notify_selectors.outbox_list(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    reminders = [m for m in outbox if m.kind == "reminder"]
+    assert reminders and all(m.status == "cancelled" for m in reminders), [(m.kind, m.status) for m in outbox]
+    assert [m.status for m in outbox if m.kind == "receipt"] == ["queued"]
+
+
+def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, tmp_path, monkeypatch):
+    from chalicelib.core import config
+    from chalicelib.notify import selectors as notify_selectors
+
+    monkeypatch.setenv("FRONTDESK_OUTBOX_DIR", str(tmp_path))
+    config.reset()
+    f, gid = _portal_family(last_name="Signin")
+    sibling = accounts.guarantor_create(clinic_id=f.clinic_id, first_name="Jane", last_name="Signin",
+                                        email="jane@example.com")
+    form = f"clinic={f.clinic_id}&group={gid}&first_name=JANE&last_name=signin&contact=jane%40example.com"
+    sent = client.http.post("/signin", headers=FORM, body=form.encode())
+    assert sent.status_code == 200 and "Enter your code" in _body(sent)
+    request_id = _find(r'name="request" value="([^"]+)"', _body(sent))
+    [row] = notify_selectors.console_outbox_read(clinic_id=f.clinic_id, limit=1)
+    assert row["to"] == "jane@example.com" and row["sensitive"] is True
+    code = _find(r"\b(\d{6})\b", str(row["text"]))
+    wrong = client.http.post("/signin/code", headers=FORM,
+                             body=f"clinic={f.clinic_id}&group={gid}&request={request_id}&code=000000".encode())
+    assert wrong.status_code == 400 or code == "000000"
+    ok = client.http.post("/signin/code", headers=FORM,
+                          body=f"clinic={f.clinic_id}&group={gid}&request={request_id}&code={code}".encode())
+    assert ok.status_code == 303 and ok.headers["Location"] == "/switch"
+    cookie = {"cookie": _cookie(ok)}
+    switcher = _body(client.http.get("/switch", headers=cookie))
+    assert f.guarantor_id in switcher and sibling in switcher
+    moved = client.http.post("/switch", headers={**cookie, **FORM}, body=f"guarantor={f.guarantor_id}".encode())
+    assert moved.status_code == 303
+    assert "$42.00" in _body(client.http.get("/home", headers={"cookie": _cookie(moved)}))
+    unknown = client.http.post("/signin", headers=FORM, body=form.replace("jane%40", "nobody%40").encode())
+    assert unknown.status_code == 200 and "Enter your code" in _body(unknown)  # the same answer (R21)
+    config.reset()

@@ -45,6 +45,7 @@ from chalicelib.core.errors import (
     AlreadyPosted,
     ConcurrentPosting,
     ConditionFailed,
+    DomainError,
     InsufficientBalance,
     InvalidInput,
     LineInCollections,
@@ -59,6 +60,7 @@ from chalicelib.ledger import services as ledger
 from chalicelib.ledger.accounts import ESCROW, PAT_PAID, Account, EntryCode, Line
 from chalicelib.ledger.selectors import GuarantorFigures, figures_from_item
 from chalicelib.ledger.verify import clinic_ids
+from chalicelib.notify import services as notify_services
 from chalicelib.payments import rules
 from chalicelib.payments.errors import (
     BatchClosed,
@@ -865,7 +867,38 @@ def _post_success(ctx: _Ctx, item: AttemptItem, result: PaymentResult, event_pk:
     else:
         raise TryAgainLater("the payment could not be posted yet; it will be completed shortly")
     crash_point("posting.after_commit")
-    return _view(_reload(item))
+    _reminders_cancel(ctx.clinic_id, item.guarantor_id)
+    view = _view(_reload(item))
+    _receipt_email(ctx, view, group_id=item.group_id,
+                   guarantor_id=item.guarantor_id, business_date=business_date)
+    return view
+
+
+def _receipt_email(ctx: _Ctx, view: AttemptView, *, group_id: str | None, guarantor_id: str,
+                   business_date: str) -> None:
+    """Queue the emailed receipt when the group says so and an email is on file (E6). The
+    message id is derived from the receipt, so a second call queues nothing; best effort after
+    the commit (the receipt is on screen and in the portal either way)."""
+    if not view.receipt_id or not ctx.settings.email_receipts:
+        return
+    try:
+        notify_services.receipt_email_queue(
+            clinic_id=ctx.clinic_id, guarantor_id=guarantor_id, receipt_id=view.receipt_id,
+            receipt_number=view.receipt_id, paid_on=business_date,
+            transaction_number=view.processor_reference or "", card_brand=view.card_brand or "card",
+            card_last4=view.card_last4 or "", amount_cents=view.amount_cents, group_id=group_id)
+    except (DomainError, PynamoDBException):
+        log.warning("receipt email not queued", extra={"clinic_id": ctx.clinic_id})
+
+
+def _reminders_cancel(clinic_id: str, guarantor_id: str) -> None:
+    """A payment by any channel cancels pending reminders at once (PRODUCT.md §8). After the
+    commit and best effort: a reminder that escapes (a crash here) still re-checks the live
+    balance at send time and is suppressed for a paid balance."""
+    try:
+        notify_services.reminders_cancel(clinic_id=clinic_id, guarantor_id=guarantor_id, reason="payment")
+    except (DomainError, PynamoDBException):
+        log.warning("reminders not cancelled after a payment", extra={"clinic_id": clinic_id})
 
 
 def _post_failure(ctx: _Ctx, item: AttemptItem, result: PaymentResult, event_pk: str | None) -> AttemptView:
@@ -1423,6 +1456,7 @@ def office_payment_post(*, clinic_id: str, guarantor_id: str, user_id: str, amou
     stored = ReceiptItem.get(pk, keys.receipt_sk(receipt_id), consistent_read=True)
     if int(stored.amount_cents) != cents or stored.method != method:
         raise IdempotencyConflict("this receipt key was used for a different payment")
+    _reminders_cancel(clinic_id, guarantor_id)
     return receipt_view(stored)
 
 
