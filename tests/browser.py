@@ -78,6 +78,7 @@ def browser() -> Iterator[Any]:
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Run axe-core (from npm, injected into the page) for WCAG 2.0-2.2 A/AA; return violations."""
+    page.wait_for_load_state("load")  # after a click the next document may still be arriving
     page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
     result = page.evaluate(
         "async () => (await axe.run(document, {runOnly: {type: 'tag', values: "

@@ -83,7 +83,7 @@ def test_every_full_portal_page_passes_axe_in_both_languages(browser, live_serve
             assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
         page.goto(f"{live_server}/statements")
         page.locator("a[href^='/statements/st_']").first.click()
-        assert re.search(r"/statements/st_\w+$", page.url)
+        page.wait_for_url(re.compile(r".*/statements/st_\w+$"))
         assert axe_violations(page) == []
     page.goto(f"{live_server}/l/{f.clinic_id}.{'A' * 43}")
     assert "(555) 555-0100" in page.inner_text("main")
