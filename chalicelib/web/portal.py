@@ -17,6 +17,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.accounts import selectors as account_selectors
 from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests, TryAgainLater
+from chalicelib.core.ids import require_id
 from chalicelib.core.money import parse_cents
 from chalicelib.links import services as links
 from chalicelib.links.services import LinkKind, Session
@@ -33,7 +34,6 @@ ORIGINS = {LinkKind.EMAIL: "email_link", LinkKind.TEXT: "text_link", LinkKind.ST
            LinkKind.STATEMENT_URL: "statement_url", LinkKind.OFFICE_QR: "office_qr",
            LinkKind.WEBSITE: "website", LinkKind.SCHEDULING: "scheduling_link"}
 LANDING = {"home": "/home", "account": "/account", "pay": "/pay"}
-PURPOSE_PAGES = {"pay": "/pay", "account": "/account", "statements": "/statements", "receipts": "/receipts"}
 
 
 def _request() -> Any:
@@ -53,6 +53,14 @@ def _language(on_file: str | None = None) -> str:
 
 def _session_cookie() -> str | None:
     return _cookies().get(pages.cookie_name(pages.SESSION_COOKIE))
+
+
+def _is_id(value: str) -> bool:
+    try:
+        require_id(value, field="clinic")
+        return True
+    except InvalidInput:
+        return False
 
 
 def _clinic_of(token: str | None) -> str | None:
@@ -133,14 +141,11 @@ def link_open(token: str) -> Response:
         link = links.link_resolve(token=token)
     except LinkInvalid:
         return neutral(_clinic_of(token))
-    page = "quickpay" if link.purpose == "pay" else link.purpose
     cookie = links.session_start(clinic_id=link.clinic_id, guarantor_id=link.guarantor_id, group_id=link.group_id,
                                  method="quickpay", origin=ORIGINS[link.kind], purpose=link.purpose,
-                                 first_page=page)
-    target = PURPOSE_PAGES.get(link.purpose, "/pay")
-    if target != "/pay":  # account pages need a code; the link still lands on the pay screen first
-        target = "/pay"
-    return pages.redirect(target, cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])
+                                 first_page="quickpay")
+    # Every link lands on QuickPay: the account pages a purpose names need a one-time code first.
+    return pages.redirect("/pay", cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])
 
 
 @portal.route("/pay", methods=["GET"])
@@ -389,7 +394,7 @@ def pay_done() -> Response:
         view = payment_services.payment_attempt_complete(clinic_id=clinic_id, guarantor_id=guarantor_id,
                                                          attempt_key=attempt_key)
     except (NotFound, InvalidInput):
-        return neutral(_clinic_of(f"{clinic_id}.{'x' * 43}") if clinic_id else None)
+        return neutral(clinic_id if _is_id(clinic_id) else None)
     except TryAgainLater:
         view = None
     session = None
