@@ -260,6 +260,11 @@ def test_declined_card_shows_the_failure_and_charges_nothing(client):
                                     {"choice": "other", "other_amount": "-5"},
                                     {"choice": "other", "other_amount": "0.50"},
                                     {"choice": "other", "other_amount": "abc"},
+                                    {"choice": "other", "other_amount": "1e999999"},
+                                    {"choice": "other", "other_amount": "4,2"},
+                                    {"choice": "other", "other_amount": "1_0"},
+                                    {"choice": "other", "other_amount": "٤٢"},
+                                    {"choice": "other", "other_amount": "4.2e1"},
                                     {"choice": "everything"}])
 def test_tampered_or_out_of_range_amounts_are_refused_on_the_server(client, fields):
     f, gid = _portal_family()
@@ -328,3 +333,9 @@ def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, t
     unknown = client.http.post("/signin", headers=FORM, body=form.replace("jane%40", "nobody%40").encode())
     assert unknown.status_code == 200 and "Enter your code" in _body(unknown)  # the same answer (R21)
     config.reset()
+
+
+def test_dollars_typed_by_a_guarantor():
+    from chalicelib.web.portal import parse_amount
+
+    assert [parse_amount(t) for t in ("42", " $42.00 ", "$1,250.50", "0.5")] == [4_200, 4_200, 125_050, 50]

@@ -7,11 +7,13 @@ Amounts are ``int`` cents everywhere inside Frontdesk. Decimals are parsed only 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from chalicelib.core.errors import InvalidAmount
 
 CURRENCY = "USD"
+#: No amount Frontdesk handles reaches a trillion dollars; larger input is an error, not money.
+MAX_DOLLARS = Decimal(10) ** 12
 
 
 def require_cents(value: object, *, field: str = "amount_cents") -> int:
@@ -35,18 +37,23 @@ def require_positive_cents(value: object, *, field: str = "amount_cents") -> int
 def parse_cents(text: str, *, field: str = "amount") -> int:
     """Parse a decimal amount such as ``"125.5"`` or ``"-3.00"`` into integer cents.
 
-    Raises InvalidAmount for anything that is not a finite decimal with at most two places.
+    Raises InvalidAmount for anything that is not a finite ASCII decimal with at most two
+    places and under a trillion dollars (a huge exponent such as ``1e999999`` included).
     """
     raw = text.strip()
+    if not raw.isascii() or "_" in raw:  # Decimal also reads other scripts' digits and 1_000
+        raise InvalidAmount(f"{field}: {raw[:40]!r} is not a decimal amount")
     try:
         value = Decimal(raw)
-    except (InvalidOperation, ValueError):
-        raise InvalidAmount(f"{field}: {raw!r} is not a decimal amount") from None
-    if not value.is_finite():
-        raise InvalidAmount(f"{field}: {raw!r} is not a finite amount")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise InvalidAmount(f"{field}: {raw!r} has fractions of a cent")
+        if not value.is_finite():
+            raise InvalidAmount(f"{field}: {raw[:40]!r} is not a finite amount")
+        if abs(value) >= MAX_DOLLARS:
+            raise InvalidAmount(f"{field}: {raw[:40]!r} is out of range")
+        cents = value * 100
+        if cents != cents.to_integral_value():
+            raise InvalidAmount(f"{field}: {raw[:40]!r} has fractions of a cent")
+    except (ArithmeticError, ValueError):  # decimal.InvalidOperation, Overflow (1e999999)
+        raise InvalidAmount(f"{field}: {raw[:40]!r} is not a decimal amount") from None
     return int(cents)
 
 

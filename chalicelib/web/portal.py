@@ -8,6 +8,7 @@ Every refusal of a link or session renders one neutral page with the practice's 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from functools import wraps
@@ -16,7 +17,15 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.accounts import selectors as account_selectors
-from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests, TryAgainLater
+from chalicelib.core.errors import (
+    CodeRefused,
+    InvalidAmount,
+    InvalidInput,
+    LinkInvalid,
+    NotFound,
+    TooManyRequests,
+    TryAgainLater,
+)
 from chalicelib.core.ids import require_id
 from chalicelib.core.money import parse_cents
 from chalicelib.links import services as links
@@ -341,9 +350,17 @@ def profile(session: Session) -> Response:
     return _render("profile.html", session)
 
 
+_DOLLARS = re.compile(r"\$?\s*(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+
+
 def parse_amount(text: str) -> int:
-    """Dollars from a form field to cents; InvalidInput for anything else."""
-    return parse_cents(text.replace("$", "").replace(",", ""), field="amount")
+    """Dollars typed by a guarantor (``42``, ``$42.00``, ``1,250.50``) to cents. A comma is
+    only a thousands separator, so ``4,2`` is refused rather than read as 42; no exponents.
+    Raises InvalidInput (InvalidAmount)."""
+    raw = text.strip()
+    if not _DOLLARS.fullmatch(raw):
+        raise InvalidAmount(f"amount: {raw[:40]!r} is not an amount in dollars")
+    return parse_cents(raw.replace("$", "").replace(",", ""), field="amount")
 
 
 # --- paying --------------------------------------------------------------------------------------
