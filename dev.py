@@ -74,7 +74,9 @@ def main(argv: list[str]) -> int:
     if command == "setup":
         return 0
     if command == "demo":
-        return subprocess.call([str(PY), "-m", "chalicelib.cli", "demo", *rest], cwd=ROOT, env=env)
+        os.chdir(ROOT)  # become the demo, so Ctrl-C and kill reach it (and it stops its servers)
+        os.execve(str(PY), [str(PY), "-m", "chalicelib.cli", "demo", *rest], env)  # noqa: S606
+        return 0  # not reached
     if command == "test":
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env)
     bin_ = VENV / "bin"

@@ -186,12 +186,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
         proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(args.port), "--no-autoreload"],
                                 env=env, cwd=dynamodb_local.ROOT)
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops chalice local too, like Ctrl-C
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=10)
+            proc.terminate()  # SIGTERM: a SIGINT may be ignored when started in the background
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_statements_run(args: argparse.Namespace) -> int:
