@@ -40,8 +40,10 @@ def live_server(dynamodb_endpoint: str) -> Iterator[str]:
     """``chalice local`` serving app.py against the test table; yields its base URL."""
     port = dynamodb_local.free_port()
     base = f"http://127.0.0.1:{port}"
+    # DynamoDB Local on a loaded 2-core CI box can pause past the 2 s read timeout meant for AWS;
+    # the served app then answers "try again" and a browser step waits in vain (seen in CI).
     env = dict(os.environ, AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint, FRONTDESK_PORTAL_URL=base,
-               PYTHONPATH=str(ROOT), AWS_DEFAULT_REGION="us-east-1")
+               PYTHONPATH=str(ROOT), AWS_DEFAULT_REGION="us-east-1", FRONTDESK_DDB_READ_TIMEOUT="10")
     chalice = str(Path(sys.executable).parent / "chalice")
     command = [chalice, "local", "--stage", "local", "--port", str(port), "--no-autoreload"]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
