@@ -1,7 +1,8 @@
 """``python -m chalicelib.cli``: the command line of Frontdesk.
 
 Commands: ``dynamodb-local [--port N]``, ``create-tables``, ``guarantors --json``,
-``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N]``,
+``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N] [--data DIR]
+[--out DIR]``,
 ``statements-run [--clinic ID] [--json]``, ``statement-codes (--guarantors IDS | --statements IDS)
 --clinic ID [--out DIR]``, ``api-key-create --clinic ID [--label TEXT] [--json]``,
 ``import PATH... [--clinic ID] [--format auto|835|837|fhir|csv] [--dry-run] [--strict] [--json]``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -130,7 +132,12 @@ def _port_free(port: int) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chalicelib.demo import clinic as demo_clinic
+    """The product's main job on the embedded default (chalicelib/demo/pipeline.py), then serve
+    the portal with ``chalice local`` and the scheduled handlers on a local timer."""
+    import shutil
+    from pathlib import Path
+
+    from chalicelib.demo import pipeline
 
     if args.guarantors < 1:
         print("error: --guarantors must be at least 1", file=sys.stderr)
@@ -138,50 +145,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_serve and not _port_free(args.port):
         print(f"error: port {args.port} is in use; pass --port N", file=sys.stderr)
         return 2
+    data = Path(args.data).resolve() if args.data else None
+    if data is not None and not data.is_dir():
+        print(f"error: --data {args.data}: not a folder", file=sys.stderr)
+        return 2
+    work = Path(args.out).resolve() if args.out else Path(dynamodb_local.ROOT) / "var" / "demo"
+    shutil.rmtree(work / "files", ignore_errors=True)
+    shutil.rmtree(work / "outbox", ignore_errors=True)
+    shutil.rmtree(work / "statements", ignore_errors=True)
     with ExitStack() as stack:
         if not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
             endpoint = stack.enter_context(dynamodb_local.running())
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
             if not args.json:
                 print(f"DynamoDB Local (in memory) started at {endpoint}", flush=True)
+        if urlparse(os.environ["AWS_ENDPOINT_URL_DYNAMODB"]).hostname in ("127.0.0.1", "localhost", "::1"):
+            # The emulator on a busy laptop can pause past the 2 s read timeout meant for AWS;
+            # a timed-out write is then retried against itself. Give it room (both processes).
+            os.environ.setdefault("FRONTDESK_DDB_READ_TIMEOUT", "10")
         base = f"http://127.0.0.1:{args.port}"
         os.environ.setdefault("FRONTDESK_PORTAL_URL", base)
+        os.environ.setdefault("FRONTDESK_STATEMENTS_DIR", str(work / "statements"))
+        os.environ.setdefault("FRONTDESK_OUTBOX_DIR", str(work / "outbox"))
         _bind()
         table = config.settings().table_name
         tables.table_create(table_name=table)
-        print(f"generating a demo clinic with {args.guarantors} guarantors ...", file=sys.stderr, flush=True)
-        demo = demo_clinic.generate(guarantors=args.guarantors)
-        rows = sorted(guarantor_rows(demo.clinic_id), key=lambda r: -r["current_balance_cents"])
-        report = verify.ledger_verify(clinic_id=demo.clinic_id)
-        pay_links = demo_clinic.pay_links(demo, [r["guarantor_id"] for r in rows[:5]])
+        what = f"the files of {data}" if data else f"a generated clinic of {args.guarantors} families"
+        print(f"the demo clinic, from {what}:", file=sys.stderr, flush=True)
+        result = pipeline.run(work_dir=work, data=data, families=args.guarantors,
+                              say=lambda line: print(line, file=sys.stderr, flush=True))
         if args.json:
-            out: dict[str, Any] = {"clinic_id": demo.clinic_id, "guarantors": len(rows), "ledger_ok": report.ok,
-                                   "staff_login": demo.admin_email, "sample": rows[:5], "pay_links": pay_links}
+            out = result.as_json()
             if not args.no_serve:
                 out["portal"] = base
-            print(json.dumps(out, indent=2, ensure_ascii=False))
+            print(json.dumps(out, indent=2, ensure_ascii=False), flush=True)
         else:
-            print(f"\nDemo clinic {demo.clinic_id}: {len(rows)} guarantors, ledger "
-                  f"{'verified' if report.ok else 'MISMATCH'} ({report.balances_checked} balances)")
-            print(f"Staff login (for the staff console, not built yet): {demo.admin_email} / {demo.admin_password}\n")
-            print(f"The 8 largest balances of {len(rows)}:")
-            print(f"{'guarantor':<22}{'name':<24}{'amount due':>12}{'current':>12}")
-            for r in rows[:8]:
-                print(f"{r['guarantor_id']:<22}{(r['first_name'] + ' ' + r['last_name']):<24}"
-                      f"{format_cents(r['amount_due_cents']):>12}"
-                      f"{format_cents(r['current_balance_cents']):>12}")
-            print("\nPayment links (open one in a browser while the app is served):")
-            for url in pay_links:
-                print(f"  {url}")
+            _demo_print(result)
         if args.no_serve:
-            return 0 if report.ok else 1
-        from chalicelib.notify import local as notify_local
+            return 0 if result.ledger_ok else 1
+        from chalicelib.demo.scheduler import LocalSchedule
 
-        queued = notify_local.statements_notify(demo.clinic_id)
-        stack.callback(notify_local.Timer(every=30).start().stop)
-        print(f"\nNotifications: {queued} queued for the demo's statements; the scheduler runs every 30 s "
-              f"(quiet hours apply) and writes them to {notify_local.outbox_path()}", flush=True)
-        print(f"\nServing the portal with `chalice local` at {base}; Ctrl-C stops everything.", flush=True)
+        echo = logging.StreamHandler(sys.stderr)  # one line per message the timer sends (no PHI)
+        echo.setFormatter(logging.Formatter("[outbox] %(message)s"))
+        outbox_log = logging.getLogger("frontdesk.outbox")
+        outbox_log.addHandler(echo)
+        outbox_log.setLevel(logging.INFO)
+        stack.callback(LocalSchedule(every=30).start().stop)
+        print(f"\nThe scheduled handlers (reminders, receipts, batches, statement runs) run every 30 s; "
+              f"email and texts go to {result.outbox}", flush=True)
+        print(f"Serving the portal with `chalice local` at {base}; Ctrl-C stops everything.", flush=True)
         env = dict(os.environ, FRONTDESK_TABLE=table)
         chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
         proc = subprocess.Popen([chalice, "local", "--stage", "local", "--port", str(args.port), "--no-autoreload"],
@@ -196,6 +208,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
             return 0
+
+
+def _demo_print(result: Any) -> None:
+    """The demo's human summary: files, billing, messages, the largest balances, pay links."""
+    print("\nImported:")
+    for f in result.files:
+        line = f"  {f['status']:<9} {f['format'] or '?':<5} {os.path.relpath(f['path'])}"
+        if f["status"] == "rejected" and f.get("error"):
+            line += f": {f['error']['message']}"
+        elif f["claims"]:
+            line += f": {f['claims']} claims, patient responsibility {format_cents(f['patient_responsibility_cents'])}"
+        print(line)
+    summary = result.as_json()
+    print(f"\nClinic {result.clinic.clinic_id}: {result.guarantors} guarantors; today's statement run billed "
+          f"{result.guarantors_billed} ({result.statement_errors} could not be billed); ledger "
+          f"{'verified' if result.ledger_ok else 'MISMATCH'} ({result.balances_checked} balances)")
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.messages.items())) or "none"
+    print(f"Messages: {counts} (queued ones wait for their time: reminders, quiet hours 08:00-21:00)")
+    print(f"Outbox (console email and SMS): {result.outbox}")
+    print(f"Staff login (for the staff console, not built yet): {summary['staff_login']} / "
+          f"{result.clinic.admin_password}")
+    if result.largest:
+        print(f"\nThe {len(result.largest)} largest amounts due:")
+        print(f"{'guarantor':<22}{'name':<26}{'amount due':>12}{'current':>12}")
+        for r in result.largest:
+            print(f"{r['guarantor_id']:<22}{r['name'][:25]:<26}{format_cents(r['amount_due_cents']):>12}"
+                  f"{format_cents(r['current_balance_cents']):>12}")
+    print("\nPayment links (open one in a browser while the app is served):")
+    for p in result.pay_links:
+        print(f"  {p['url']}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -346,7 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-serve", action="store_true", help="generate, print and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--port", type=int, default=8000, help="port for chalice local (default 8000)")
-    p.add_argument("--guarantors", type=int, default=120, help="families to generate (default 120)")
+    p.add_argument("--guarantors", type=int, default=200, help="families to generate (default 200)")
+    p.add_argument("--data", metavar="DIR", help="import this folder's files instead of generated ones")
+    p.add_argument("--out", metavar="DIR", help="where generated files, PDFs and the outbox go (default var/demo)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("statements-run", help="start or join today's statement run (PDFs, pay links)")
     p.add_argument("--clinic", help="one clinic (default: every clinic billing from Frontdesk)")

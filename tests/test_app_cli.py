@@ -65,10 +65,8 @@ def test_cli_ledger_verify_exits_1_on_a_mismatch():
     assert report["ok"] is False and report["mismatches"][0]["line_id"] == lid
 
 
-@pytest.mark.usefixtures("dynamodb_endpoint")
-def test_demo_no_serve_generates_a_verified_clinic():
-    out = _cli("demo", "--no-serve", "--json", "--guarantors", "12")
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result["guarantors"] == 12 and result["ledger_ok"] is True
-    assert any(r["current_balance_cents"] > 0 for r in result["sample"])
+def test_demo_refuses_a_data_folder_that_does_not_exist(tmp_path):
+    """The pipeline itself is tested end to end in tests/test_e2e.py."""
+    out = _cli("demo", "--no-serve", "--json", "--data", str(tmp_path / "missing"))
+    assert out.returncode == 2
+    assert "missing: not a folder" in out.stderr and out.stdout == ""

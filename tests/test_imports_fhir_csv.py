@@ -151,6 +151,37 @@ def test_roster_creates_guarantors_with_contacts_consent_and_patients():
     assert added.status == "imported" and len(people(cid)) == 3
 
 
+def test_a_roster_with_member_ids_gives_the_837_and_835_subscribers_their_contacts():
+    """The practice's roster first, then its claims and remittance: one guarantor per family,
+    with the roster's email and consent, and each dependent one patient (matched by name)."""
+    import io
+
+    from chalicelib.imports import generator
+
+    cid = clinic()
+    files = {}
+    for name, write in (("roster.csv", generator.write_roster), ("c.837", generator.write_837),
+                        ("r.835", generator.write_835)):
+        buf = io.StringIO()
+        write(buf, claims=6, seed=11, families=3)
+        files[name] = buf.getvalue().encode()
+    for name, data in files.items():
+        assert services.import_file(clinic_id=cid, source=Source(data=data, name=name)).status == "imported"
+    roster_rows = files["roster.csv"].decode().splitlines()[1:]
+    found = people(cid)
+    assert len(found) == len({row.split(",")[0] for row in roster_rows})
+    assert all(g.email and g.email.endswith("@example.com") and g.consent.as_dict()["email"] for g, _ in found)
+    assert sum(len(patients) for _, patients in found) == len(roster_rows)
+    assert ledger_verify(clinic_id=cid).ok
+
+
+def test_a_roster_member_id_must_be_letters_or_digits():
+    text = "guarantor_id,guarantor_first_name,guarantor_last_name,member_id\nA1,Ann,Lee,---\n"
+    with pytest.raises(ImportRejected) as err:
+        read_roster(text.encode(), Warnings())
+    assert (err.value.position, err.value.segment_id) == (2, "member_id")
+
+
 @pytest.mark.parametrize(("csv_text", "row", "column"), [
     (ROSTER.replace("maria@example.com,(555)", "not-an-email,(555)", 1), 2, "email"),
     (ROSTER.replace(",es,yes", ",fr,yes", 1), 2, "language"),

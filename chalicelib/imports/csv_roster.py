@@ -11,6 +11,8 @@ own patient.
 | ``guarantor_id`` | yes | the clinic's own account number of the guarantor (1-64 characters) |
 | ``guarantor_first_name``, ``guarantor_last_name`` | yes | |
 | ``guarantor_date_of_birth`` | no | ``YYYY-MM-DD`` or ``MM/DD/YYYY`` |
+| ``member_id`` | no | the guarantor's insurance member id, as claims and remittances carry it |
+| | | (837/835 NM1*IL09): the roster's guarantor is then the same guarantor as that subscriber |
 | ``email`` | no | one address |
 | ``mobile`` | no | E.164 (``+15555550123``) or 10 US digits in any layout |
 | ``language`` | no | ``en`` (default) or ``es`` |
@@ -27,7 +29,10 @@ own patient.
 Unknown columns are ignored with one warning. A value that breaks the rules above rejects the
 file (ImportRejected with the row number, header = row 1, and the column name); nothing is
 written. Guarantors are keyed ``csv:<guarantor_id>``, so importing a roster again finds the
-same guarantors; existing guarantors' profiles are not overwritten.
+same guarantors; existing guarantors' profiles are not overwritten. With ``member_id`` the
+guarantor is keyed as a subscriber is (``member:<id>:<last>:<first>``, people.py) and the
+patients by name, so a roster imported before the practice's 837 and 835 files gives the
+guarantors those files bill their contact details and consent (the patient id stays an alias).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from chalicelib.imports.model import Person, PersonUnit
 from chalicelib.imports.people import normalize_id
 
 COLUMNS = (
-    "guarantor_id", "guarantor_first_name", "guarantor_last_name", "guarantor_date_of_birth", "email", "mobile",
+    "guarantor_id", "guarantor_first_name", "guarantor_last_name", "guarantor_date_of_birth", "member_id",
+    "email", "mobile",
     "language", "consent_email", "consent_sms", "address_line1", "address_line2", "city", "state", "postal_code",
     "patient_id", "patient_first_name", "patient_last_name", "patient_date_of_birth", "patient_sex",
     "relationship",
@@ -160,14 +166,18 @@ def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, 
         address = {"line1": row.get("address_line1", ""), "line2": row.get("address_line2", ""),
                    "city": row.get("city", ""), "state": row.get("state", ""),
                    "postal_code": row.get("postal_code", "")}
+    member = normalize_id(row.get("member_id", ""))
+    if row.get("member_id") and (not member or len(row["member_id"]) > 80):
+        raise ImportRejected(n, "member_id", "must be 1-80 letters or digits")
     guarantor = Person(
-        last=row["guarantor_last_name"], first=row["guarantor_first_name"], external_key=f"csv:{gid}",
+        last=row["guarantor_last_name"], first=row["guarantor_first_name"], member_id=member,
+        external_key="" if member else f"csv:{gid}",
         date_of_birth=_date(row.get("guarantor_date_of_birth", ""), n, "guarantor_date_of_birth"),
         email=email, mobile=_mobile(row.get("mobile", ""), n), language=language, address=address,
         consent={"email": _flag(row.get("consent_email", ""), n, "consent_email"),
                  "sms": _flag(row.get("consent_sms", ""), n, "consent_sms")},
     )
-    fingerprint = tuple(row.get(c, "") for c in COLUMNS[:14])
+    fingerprint = tuple(row.get(c, "") for c in COLUMNS[:15])
     if gid in seen and seen[gid][1] != fingerprint:
         warnings.add(f"row {n}: guarantor columns differ from row {seen[gid][0]}; the first row is used")
     seen.setdefault(gid, (n, fingerprint))
@@ -189,6 +199,8 @@ def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, 
         guarantor.sex = sex
         return PersonUnit(ordinal, n, guarantor, None, "self")
     pid = normalize_id(row.get("patient_id", ""))
+    alias = f"csv:{gid}:{pid}" if pid else ""
     patient = Person(last=last or guarantor.last, first=first or guarantor.first,
-                     external_key=f"csv:{gid}:{pid}" if pid else "", date_of_birth=dob, sex=sex)
-    return PersonUnit(ordinal, n, guarantor, patient, relationship if relationship not in ("", "self") else "other")
+                     external_key="" if member else alias, date_of_birth=dob, sex=sex)
+    return PersonUnit(ordinal, n, guarantor, patient, relationship if relationship not in ("", "self") else "other",
+                      patient_alias=alias if member else "")

@@ -385,3 +385,40 @@ def claims(seed: int, count: int, *, families: int | None = None, start: date = 
     families = families or max(1, count * 2 // 3)
     for index in range(count):
         yield claim_of(seed, index, families=families, start=start)
+
+
+ROSTER_COLUMNS = ("guarantor_id", "guarantor_first_name", "guarantor_last_name", "guarantor_date_of_birth",
+                  "member_id", "email", "mobile", "language", "consent_email", "consent_sms", "address_line1",
+                  "city", "state", "postal_code", "patient_id", "patient_first_name", "patient_last_name",
+                  "patient_date_of_birth", "patient_sex", "relationship")
+
+
+def write_roster(out: TextIO, *, claims: int, seed: int = 7, families: int | None = None,
+                 start: date = date(2026, 1, 5)) -> int:
+    """Write the CSV roster (csv_roster.py columns) of every family the generated claims bill:
+    one row per family member, the subscriber as guarantor with ``member_id`` so the roster's
+    guarantors are the 837/835 subscribers. Contacts are invented (``@example.com``, 555
+    numbers); about 20 % prefer Spanish, all consent to email, about 60 % to texts. Returns the
+    number of guarantors written."""
+    import csv
+
+    families = families or max(1, claims * 2 // 3)
+    billed = sorted({claim_of(seed, i, families=families, start=start).family for i in range(claims)})
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ROSTER_COLUMNS)
+    for family in billed:
+        fam = family_of(seed, family)
+        rng = _rng(seed, "contact", family)
+        first, last = str(fam["first"]).title(), str(fam["last"]).title()
+        dob = fam["dob"]
+        children = fam["children"]
+        assert isinstance(dob, date) and isinstance(children, list)
+        common = [f"A{family:06d}", first, last, dob.isoformat(), str(fam["member"]),
+                  f"{first.lower()}.{last.lower()}.{family}@example.com", f"+1555555{family % 10000:04d}",
+                  "es" if rng.random() < 0.2 else "en", "yes", "yes" if rng.random() < 0.6 else "no",
+                  str(fam["street"]).title(), "Springfield", "IL", "62704"]
+        writer.writerow([*common, f"P{family:06d}0", first, last, dob.isoformat(), str(fam["sex"]), "self"])
+        for n, (child, child_dob, sex) in enumerate(children, start=1):
+            writer.writerow([*common, f"P{family:06d}{n}", str(child).title(), last, child_dob.isoformat(), sex,
+                             "child"])
+    return len(billed)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -164,6 +164,30 @@ def clinic_scoped(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# --- creates ---------------------------------------------------------------------------------
+
+
+def put_new(item: Item) -> bool:
+    """Put ``item`` only where nothing is stored under its key; True when this call wrote it.
+
+    A conditional PutItem whose answer is lost (read timeout) is retried by the SDK and then
+    fails its condition against its own write. So on ConditionalCheckFailed the stored item is
+    read (consistently) and compared with ours: identical attributes mean it was our write
+    (True); anything else means the key was taken (False). Other errors propagate.
+    """
+    try:
+        item.save(condition=type(item).pk.does_not_exist())
+        return True
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    try:
+        stored = type(item).get(item.pk, item.sk, consistent_read=True)
+    except type(item).DoesNotExist:
+        return False
+    return bool(stored.serialize() == item.serialize())
+
+
 # --- transactions ---------------------------------------------------------------------------
 
 
@@ -221,6 +245,8 @@ class Tx:
             + [item.sk for item, _, _, _ in self._updates]
         )
         try:
+            # botocore fills TransactWriteItems' ClientRequestToken (an idempotency token), so its
+            # retry of a commit whose answer was lost succeeds (tests/test_store_retries.py).
             with TransactWrite(connection=connection()) as tx:
                 for model, pk, sk, check in self._checks:
                     tx.condition_check(model, pk, sk, condition=check)

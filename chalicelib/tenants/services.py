@@ -10,12 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pynamodb.exceptions import PutError
 
 from chalicelib.core import clock
 from chalicelib.core.errors import AlreadyExists, InvalidInput, NotFound, UnknownClinic
 from chalicelib.core.ids import new_id, require_id
-from chalicelib.store import keys
+from chalicelib.store import db, keys
 from chalicelib.store.db import Tx, TxFailed, clinic_scoped
 from chalicelib.store.models import (
     ClinicItem,
@@ -33,12 +32,8 @@ _hasher = PasswordHasher()  # argon2-cffi defaults: Argon2id, RFC 9106 low-memor
 
 
 def _put_new(item: Any, what: str) -> None:
-    try:
-        item.save(condition=type(item).pk.does_not_exist())
-    except PutError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            raise AlreadyExists(f"{what} already exists") from exc
-        raise
+    if not db.put_new(item):
+        raise AlreadyExists(f"{what} already exists")
 
 
 def clinic_create(*, name: str, time_zone: str, phone: str | None = None,

@@ -1,13 +1,15 @@
 """The console/file channel of the embedded default: each message becomes one JSON line in
 ``<FRONTDESK_OUTBOX_DIR>/outbox.jsonl`` (default ``var/outbox/``, git-ignored) and a short
-line on stderr, so the demo's messages stay viewable (``selectors.console_outbox_read``).
+INFO log line (channel, kind, message id: no contact, no body) on the ``frontdesk.outbox``
+logger, which the demo shows while it serves; the messages stay viewable
+(``selectors.console_outbox_read``).
 
-Sign-in codes are written to the file only (never to stderr, never to DynamoDB)."""
+Sign-in codes are written to the file only (never logged, never to DynamoDB)."""
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import uuid
 
@@ -16,6 +18,7 @@ from chalicelib.notify import config
 from chalicelib.notify.channels.base import Outgoing, SendPermanent
 
 _write_lock = threading.Lock()
+log = logging.getLogger("frontdesk.outbox")
 FILE_NAME = "outbox.jsonl"
 
 
@@ -41,5 +44,5 @@ class ConsoleChannel:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         if not message.sensitive:
             kind = message.meta.get("kind", "message")
-            print(f"[outbox] {message.channel} {kind} {message.meta.get('message_id', '')}", file=sys.stderr)
+            log.info("%s %s %s", message.channel, kind, message.meta.get("message_id", ""))
         return provider_id
