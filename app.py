@@ -16,6 +16,7 @@ from chalicelib.jobs.payments import payment_jobs
 from chalicelib.jobs.statements import statements_jobs
 from chalicelib.store import db
 from chalicelib.web.portal import portal
+from chalicelib.web.profile import profile_pages
 from chalicelib.web.static_files import static
 
 app = Chalice(app_name="frontdesk")
@@ -28,5 +29,6 @@ app.register_blueprint(payments_api)
 app.register_blueprint(sandbox_pages)
 app.register_blueprint(payment_jobs)
 app.register_blueprint(portal)
+app.register_blueprint(profile_pages)
 app.register_blueprint(static)
 db.bind()

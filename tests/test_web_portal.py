@@ -201,7 +201,8 @@ def _pay_form(page_html: str, **fields: str) -> bytes:
     from urllib.parse import urlencode
 
     key = _find(r'name="attempt_key" value="([^"]+)"', page_html)
-    return urlencode({"attempt_key": key, "method": "card", **fields}).encode()
+    csrf = _find(r'name="csrf" value="([^"]+)"', page_html)
+    return urlencode({"attempt_key": key, "csrf": csrf, "method": "card", **fields}).encode()
 
 
 def test_quickpay_pays_through_the_processor_page_and_shows_the_receipt(client):
@@ -327,7 +328,11 @@ def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, t
     cookie = {"cookie": _cookie(ok)}
     switcher = _body(client.http.get("/switch", headers=cookie))
     assert f.guarantor_id in switcher and sibling in switcher
-    moved = client.http.post("/switch", headers={**cookie, **FORM}, body=f"guarantor={f.guarantor_id}".encode())
+    csrf = _find(r'name="csrf" value="([^"]+)"', switcher)
+    forged = client.http.post("/switch", headers={**cookie, **FORM}, body=f"guarantor={f.guarantor_id}".encode())
+    assert forged.status_code == 403 and "Nothing was changed" in _body(forged)  # no CSRF token (R46)
+    moved = client.http.post("/switch", headers={**cookie, **FORM},
+                             body=f"guarantor={f.guarantor_id}&csrf={csrf}".encode())
     assert moved.status_code == 303
     assert "$42.00" in _body(client.http.get("/home", headers={"cookie": _cookie(moved)}))
     unknown = client.http.post("/signin", headers=FORM, body=form.replace("jane%40", "nobody%40").encode())

@@ -211,3 +211,17 @@ def guarantor_names(*, clinic_id: str, guarantor_ids: list[str]) -> dict[str, st
               for g in sorted(guarantor_ids)[:25]]
     return {p.guarantor_id: f"{p.preferred_name or p.first_name} {p.last_name[:1]}."
             for p in GuarantorItem.batch_get(wanted) if isinstance(p, GuarantorItem)}
+
+
+@clinic_scoped
+def guarantor_consent(*, clinic_id: str, guarantor_id: str) -> dict[str, bool | None]:
+    """The consent flags on the guarantor's profile (``{"email": True/False/None, "sms": ...}``),
+    as recorded at registration or import; notify's per-contact consent records come first
+    when it decides (SECURITY.md R41). One GetItem. Raises UnknownGuarantor."""
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    try:
+        profile = GuarantorItem.get(pk, keys.PROFILE)
+    except GuarantorItem.DoesNotExist:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
+    values = profile.consent.as_dict() if profile.consent is not None else {}
+    return {c: (bool(values[c]) if values.get(c) is not None else None) for c in ("email", "sms")}

@@ -8,12 +8,23 @@ as an unknown one (Unknown*/NotFound errors, R16), raised before anything is wri
 
 from __future__ import annotations
 
+import hmac
+import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.core import clock
-from chalicelib.core.errors import AlreadyExists, InvalidInput, NotFound, UnknownGuarantor
+from chalicelib.core.errors import (
+    AlreadyExists,
+    CodeRefused,
+    InvalidInput,
+    NotFound,
+    UnknownGuarantor,
+)
 from chalicelib.core.ids import new_id, require_id
 from chalicelib.core.money import require_positive_cents
 from chalicelib.ledger import services as ledger
@@ -382,3 +393,156 @@ def statement_create(*, clinic_id: str, guarantor_id: str, statement_date: str,
     ledger.statement_snapshot(clinic_id=clinic_id, guarantor_id=guarantor_id, statement=item)
     return sid
 
+
+
+# --- profile fields the guarantor edits in the portal (REFERENCE-PORTAL.md G7) -------------------
+
+PREFERRED_NAME_MAX = 40
+#: A pending email/mobile change lives 10 minutes and takes at most 5 guesses (SECURITY.md R17, R19).
+CONTACT_CODE_MINUTES = 10
+CONTACT_CODE_ATTEMPTS = 5
+CONTACT_CHANNELS = ("email", "sms")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z]{2,}$")
+
+
+def _profile_key(clinic_id: str, guarantor_id: str) -> tuple[str, str]:
+    return keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id")), keys.PROFILE
+
+
+def _profile_update(clinic_id: str, guarantor_id: str, actions: list[Any], condition: Any = None) -> bool:
+    """One update of an existing profile under ``condition``; False when a condition failed."""
+    pk, sk = _profile_key(clinic_id, guarantor_id)
+    exists = GuarantorItem.pk.exists()
+    try:
+        GuarantorItem(pk, sk).update(actions=actions, condition=exists if condition is None else exists & condition)
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+@clinic_scoped
+def preferred_name_set(*, clinic_id: str, guarantor_id: str, preferred_name: str) -> str | None:
+    """Set (or, with blank text, clear) the guarantor's preferred name; return what is stored.
+
+    At most 40 characters, no control characters. Sign-in matches the first or preferred name
+    (PRODUCT.md §6), read from the profile, so no index changes. Safe to repeat.
+    Raises InvalidInput, UnknownGuarantor.
+    """
+    text = " ".join((preferred_name or "").split())
+    if len(text) > PREFERRED_NAME_MAX:
+        raise InvalidInput(f"preferred name: at most {PREFERRED_NAME_MAX} characters")
+    if any(not c.isprintable() for c in text):
+        raise InvalidInput("preferred name: letters, spaces and punctuation only")
+    action = GuarantorItem.preferred_name.set(text) if text else GuarantorItem.preferred_name.remove()
+    if not _profile_update(clinic_id, guarantor_id, [action]):
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    return text or None
+
+
+def contact_normalize(channel: str, value: str) -> str:
+    """``email``: casefolded address; ``sms``: a US/Canadian mobile in E.164 (``+1XXXXXXXXXX``,
+    10 digits or 1 + 10 digits accepted). Raises InvalidInput naming what is wrong."""
+    text = (value or "").strip()
+    if channel == "email":
+        folded = text.casefold()
+        if not _EMAIL.match(folded) or ".." in folded:
+            raise InvalidInput("email: that is not an email address")
+        return folded
+    if channel == "sms":
+        digits = "".join(c for c in text if c.isdigit())
+        if len(digits) == 10:
+            digits = "1" + digits
+        if len(digits) != 11 or not digits.startswith("1") or digits[1] in "01" or len(text) > 30:
+            raise InvalidInput("mobile: that is not a US or Canadian mobile number")
+        return f"+{digits}"
+    raise InvalidInput(f"channel must be one of {CONTACT_CHANNELS}")
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """A pending email or mobile change: the code went to ``value`` (the NEW contact)."""
+
+    request_id: str
+    channel: str
+    value: str
+    expires_at: datetime
+
+
+@clinic_scoped
+def contact_change_start(*, clinic_id: str, guarantor_id: str, channel: str, value: str, request_id: str,
+                         code_hash: str) -> ContactChange:
+    """Hold a change of the guarantor's email (``channel="email"``) or mobile (``"sms"``) until
+    the one-time code sent to the new contact is confirmed (REFERENCE-PORTAL.md G7, SECURITY.md
+    R22). Only ``code_hash`` (links' HMAC of the code and ``request_id``, R16) is kept. A newer
+    change replaces the pending one, so earlier codes stop working (R18). Nothing visible
+    changes until :func:`contact_change_confirm`.
+    Raises InvalidInput (format, or the value already on file), UnknownGuarantor.
+    """
+    normalized = contact_normalize(channel, value)
+    require_id(request_id, field="request_id")
+    if not (isinstance(code_hash, str) and len(code_hash) == 64):
+        raise InvalidInput("code_hash is an HMAC-SHA256 hex digest")
+    current = GuarantorItem.batch_get([_profile_key(clinic_id, guarantor_id)])
+    profile = next((p for p in current if isinstance(p, GuarantorItem)), None)
+    if profile is None:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    on_file = profile.email if channel == "email" else profile.mobile
+    try:
+        same = on_file is not None and contact_normalize(channel, on_file) == normalized
+    except InvalidInput:
+        same = False
+    if same:
+        raise InvalidInput(f"{'email' if channel == 'email' else 'mobile'}: that is already on file")
+    expires = clock.now() + timedelta(minutes=CONTACT_CODE_MINUTES)
+    pending = {"request_id": request_id, "channel": channel, "value": normalized, "code_hash": code_hash,
+               "expires_epoch": int(expires.timestamp()), "attempts": 0}
+    if not _profile_update(clinic_id, guarantor_id, [GuarantorItem.contact_change.set(pending)]):
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    return ContactChange(request_id, channel, normalized, expires)
+
+
+@dataclass(frozen=True)
+class ContactChanged:
+    """A confirmed change: ``old_value`` (None if there was none) is told of it by the caller."""
+
+    channel: str
+    old_value: str | None
+    new_value: str
+
+
+@clinic_scoped
+def contact_change_confirm(*, clinic_id: str, guarantor_id: str, request_id: str, code_hash: str) -> ContactChanged:
+    """Apply the pending change whose code hashes to ``code_hash``; single use and atomic.
+
+    One conditional update: the pending change must be this request's, unexpired (checked here,
+    not left to any TTL, R17) and under 5 attempts; a right code sets the email/mobile and drops
+    the pending change (so a replay or a double submit is refused), a wrong one burns an attempt,
+    and the 6th try fails even when right (R19). Raises CodeRefused for every refusal (wrong,
+    expired, used, superseded, another guarantor's request), UnknownGuarantor.
+    """
+    refused = CodeRefused("code invalid or expired")
+    pk, sk = _profile_key(clinic_id, guarantor_id)
+    try:
+        require_id(request_id, field="request_id")
+    except InvalidInput:
+        raise refused from None
+    try:
+        profile = GuarantorItem.get(pk, sk, consistent_read=True)
+    except GuarantorItem.DoesNotExist:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
+    pending = profile.contact_change.as_dict() if profile.contact_change is not None else None
+    if not pending or pending.get("request_id") != request_id:
+        raise refused
+    change = GuarantorItem.contact_change
+    live = ((change["request_id"] == request_id) & (change["attempts"] < CONTACT_CODE_ATTEMPTS)
+            & (change["expires_epoch"] > int(clock.now().timestamp())))
+    right = isinstance(code_hash, str) and hmac.compare_digest(str(pending.get("code_hash")), code_hash)
+    channel, value = str(pending["channel"]), str(pending["value"])
+    field = GuarantorItem.email if channel == "email" else GuarantorItem.mobile
+    old = profile.email if channel == "email" else profile.mobile
+    actions = [field.set(value), change.remove()] if right else [change["attempts"].set(change["attempts"] + 1)]
+    if not _profile_update(clinic_id, guarantor_id, actions, live) or not right:
+        raise refused
+    return ContactChanged(channel, old, value)

@@ -1753,7 +1753,11 @@ def card_store(*, clinic_id: str, guarantor_id: str, token: str, group_id: str |
 @clinic_scoped
 def card_remove(*, clinic_id: str, guarantor_id: str, card_id: str) -> None:
     """Remove a stored card: detached at the processor and kept here inactive (never edited).
-    Raises UnknownCard."""
+
+    Safe to run twice, also at once (a double-submitted form): the processors' detach is
+    idempotent, and the flag moves only from active, so the first removal time stands.
+    Another guarantor's card id is the same miss as an unknown one (R16). Raises UnknownCard.
+    """
     pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
     try:
         card = CardItem.get(pk, keys.card_sk(require_id(card_id, field="card_id")), consistent_read=True)
@@ -1762,8 +1766,12 @@ def card_remove(*, clinic_id: str, guarantor_id: str, card_id: str) -> None:
     if not card.active:
         return
     registry.get(card.processor).card_remove(token=card.token, account_id=card.account_id)
-    card.update(actions=[CardItem.active.set(False), CardItem.removed_at.set(clock.now())],
-                condition=CardItem.pk.exists(), add_version_condition=False)
+    try:
+        card.update(actions=[CardItem.active.set(False), CardItem.removed_at.set(clock.now())],
+                    condition=CardItem.active == True, add_version_condition=False)  # noqa: E712
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
 
 
 # --- set-up -----------------------------------------------------------------------------------

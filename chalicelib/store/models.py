@@ -180,6 +180,8 @@ class GuarantorItem(Item, discriminator="guarantor"):
     time_zone = UnicodeAttribute(null=True)
     address = MapAttribute[str, Any](null=True)
     consent = MapAttribute[str, Any](null=True)
+    # A pending email/mobile change awaiting its one-time code (accounts.contact_change_*).
+    contact_change = MapAttribute[str, Any](null=True)
     dunning_count = NumberAttribute(default=0)
     statement_profile_id = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)

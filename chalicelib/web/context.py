@@ -64,21 +64,6 @@ def account_visits(*, clinic_id: str, guarantor_id: str) -> dict[str, Any]:
             "collections": in_collections, "statements": statements}
 
 
-def statement_rows(*, clinic_id: str, guarantor_id: str) -> list[dict[str, Any]]:
-    """Statements newest due date first with a paid flag: the latest is paid when its Amount
-    Due is 0; an older one is paid when nothing is owed any more (its open lines carried into
-    the latest statement otherwise) (REFERENCE-PORTAL.md G5)."""
-    statements = account_selectors.statements_list(clinic_id=clinic_id, guarantor_id=guarantor_id)
-    balances = account_selectors.guarantor_summary(clinic_id=clinic_id, guarantor_id=guarantor_id).figures.balances
-    rows = []
-    for i, st in enumerate(statements):
-        latest = i == 0
-        paid = st.statement_balance == 0 or (balances.amount_due == 0 if latest else balances.current_balance == 0)
-        rows.append({"statement": st, "paid": paid, "latest": latest,
-                     "due_now": balances.amount_due if latest else 0})
-    return rows
-
-
 def code_deliver(*, clinic_id: str, request_id: str, channel: str, destination: str, code: str,
                  language: str) -> None:
     """Send a sign-in code through the notification outbox (codes do not wait for quiet hours)."""
@@ -86,3 +71,61 @@ def code_deliver(*, clinic_id: str, request_id: str, channel: str, destination: 
 
     notify.code_send(clinic_id=clinic_id, request_id=request_id, channel=channel, destination=destination,
                      code=code, language=language)
+
+
+def contact_change_notice(*, clinic_id: str, guarantor_id: str, channel: str, old_destination: str,
+                          language: str) -> bool:
+    """Tell the replaced email address or mobile number that it was replaced (SECURITY.md R22)
+    through notify's ``contact_change_notice`` (asked of the notifications package: a
+    transactional "your email/mobile for <practice> was changed; call <phone> if this was not
+    you" message, exempt from consent like codes). Returns False, and sends nothing, while
+    notify has no such message."""
+    from chalicelib.notify import services as notify
+
+    send = getattr(notify, "contact_change_notice", None)
+    if send is None:
+        return False
+    send(clinic_id=clinic_id, guarantor_id=guarantor_id, channel=channel, destination=old_destination,
+         language=language)
+    return True
+
+
+def notification_preferences(*, clinic_id: str, guarantor_id: str, email: str | None,
+                             mobile: str | None) -> list[dict[str, Any]]:
+    """Per channel (``email``, ``sms``): whether a contact is on file, whether balance
+    notifications may go to it now (notify's consent rule: the contact's recorded consent, else
+    the profile's flag, else the clinic default; SECURITY.md R41) and its suppression, if any."""
+    from chalicelib.notify import rules
+    from chalicelib.notify import selectors as notify_selectors
+
+    flags = account_selectors.guarantor_consent(clinic_id=clinic_id, guarantor_id=guarantor_id)
+    defaults = notify_selectors.notify_settings_get(clinic_id=clinic_id).consent_defaults
+    out = []
+    for channel, value in (("email", email), ("sms", mobile)):
+        if not value:
+            out.append({"channel": channel, "on_file": False, "allowed": False, "suppressed": None})
+            continue
+        point = notify_selectors.contact_get(clinic_id=clinic_id, channel=channel, destination=value)
+        decision = rules.consent_decide(channel=channel, exempt=False, suppressed=point.suppressed,
+                                        recorded=point.consent, profile=flags[channel],
+                                        clinic_default=defaults.get(channel, "unset"))
+        out.append({"channel": channel, "on_file": True, "allowed": decision.allowed, "suppressed": point.suppressed})
+    return out
+
+
+def consent_save(*, clinic_id: str, guarantor_id: str, wanted: dict[str, bool],
+                 current: list[dict[str, Any]]) -> list[str]:
+    """Record, as consent with time and source ``portal`` (notify's immutable consent events,
+    R41), each channel whose wanted state differs from what applies now; return those channels.
+    A resubmitted form finds nothing to change and records nothing."""
+    from chalicelib.notify import services as notify
+
+    changed = []
+    for pref in current:
+        channel = pref["channel"]
+        if not pref["on_file"] or pref["suppressed"] == "invalid" or wanted.get(channel) == pref["allowed"]:
+            continue
+        notify.guarantor_consent_record(clinic_id=clinic_id, guarantor_id=guarantor_id, channel=channel,
+                                        granted=bool(wanted.get(channel)), source="portal", actor="guarantor")
+        changed.append(channel)
+    return changed

@@ -6,10 +6,13 @@
   ``Cache-Control: no-store``, frame and type-sniffing protection (SECURITY.md R3, R14, R26).
 - Cookies: HttpOnly, SameSite=Lax, Path=/; ``__Host-`` prefixed and Secure when the portal is
   served over HTTPS (R23). Locally (http://127.0.0.1) the plain name is used.
+- Every form posted with a session carries a CSRF token bound to that session (R46).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from functools import lru_cache
 from http.cookies import SimpleCookie
@@ -74,6 +77,24 @@ def form(raw_body: bytes | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
+def csrf_token(session_cookie: str) -> str:
+    """The CSRF token of a session: HMAC-SHA256(pepper, "csrf" | session cookie), 32 hex.
+
+    Bound to the session (a new session on sign-in or switch gets a new token, R23) and
+    unguessable without the HttpOnly cookie, so a page of another site cannot forge a post
+    (SECURITY.md R46). Nothing is stored.
+    """
+    key = config.settings().code_pepper.encode()
+    return hmac.new(key, f"csrf|{session_cookie}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def csrf_ok(session_cookie: str | None, token: str | None) -> bool:
+    """Whether ``token`` (from the posted form) is the session's CSRF token (constant time)."""
+    if not session_cookie or not token:
+        return False
+    return hmac.compare_digest(csrf_token(session_cookie), token)
+
+
 def headers(nonce: str) -> dict[str, str]:
     csp = ("default-src 'none'; img-src 'self' data: https:; "
            f"style-src 'self' 'nonce-{nonce}'; script-src 'nonce-{nonce}'; form-action 'self'; "
@@ -101,7 +122,8 @@ def render(template: str, *, language: str, status: int = 200, cookies: list[str
 
 
 def redirect(location: str, *, cookies: list[str] | None = None) -> Response:
-    """303 See Other to a path on this site, with the same no-referrer/no-store headers."""
+    """303 See Other to ``location`` (a path on this site, or a presigned storage URL the server
+    made), with the same no-referrer/no-store headers."""
     hdrs: dict[str, Any] = {"Location": location, "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
     if cookies:
         hdrs["Set-Cookie"] = cookies

@@ -34,6 +34,8 @@ from chalicelib.links.tokens import split_token
 from chalicelib.payments import selectors as payment_selectors
 from chalicelib.payments import services as payment_services
 from chalicelib.payments.errors import IdempotencyConflict, PaymentInProgress
+from chalicelib.statements import selectors as statement_selectors
+from chalicelib.statements import services as statement_services
 from chalicelib.tenants import selectors as tenant_selectors
 from chalicelib.web import context, i18n, pages
 
@@ -113,11 +115,19 @@ def session_page(page: str, *, full_portal: bool = False) -> Callable[[View], Vi
                 return neutral(_clinic_of(cookie), status=401, reason="expired")
             if full_portal and session.method != "code":
                 return pages.redirect(f"/signin?next={page_path(page)}")
+            if _request().method == "POST" and not pages.csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
+                return form_expired(session)
             return view(session, *args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def form_expired(session: Session) -> Response:
+    """A post without this session's CSRF token (another site's form, or a page kept open
+    across a new sign-in): refused with 403, nothing changed (SECURITY.md R46)."""
+    return _render("invalid.html", session, status=403, reason="form", phone=None)
 
 
 def page_path(page: str) -> str:
@@ -128,7 +138,8 @@ def _page_context(session: Session) -> dict[str, Any]:
     data = account_selectors.guarantor_page(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
                                             group_id=session.group_id)
     return {"page": data, "settings": data.group.settings, "session": session,
-            "theme_css": context.theme_css(data.group.settings), "full": session.method == "code"}
+            "theme_css": context.theme_css(data.group.settings), "full": session.method == "code",
+            "csrf": pages.csrf_token(_session_cookie() or "")}
 
 
 def _render(template: str, session: Session, *, status: int = 200, **extra: Any) -> Response:
@@ -282,6 +293,9 @@ def logout() -> Response:
     """End the session server-side and clear the cookie."""
     cookie = _session_cookie()
     clinic_id = _clinic_of(cookie)
+    if cookie and not pages.csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
+        return pages.render("invalid.html", language=_language(), status=403, reason="form", phone=None,
+                            practice=None)
     if cookie:
         links.session_end(cookie=cookie)
     return pages.render("logged_out.html", language=_language(), practice=None, clinic_id=clinic_id,
@@ -324,30 +338,88 @@ def account(session: Session) -> Response:
 @portal.route("/statements", methods=["GET"])
 @session_page("statements", full_portal=True)
 def statements(session: Session) -> Response:
-    """Statements by due date; ``?hide_paid=1`` hides paid ones (G5)."""
+    """Statements newest due date first with paid/unpaid; ``?hide_paid=1`` hides paid ones (G3),
+    from ``statements.selectors.statement_history``."""
     hide_paid = (_request().query_params or {}).get("hide_paid") == "1"
-    rows = context.statement_rows(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
-    if hide_paid:
-        rows = [r for r in rows if not r["paid"]]
+    rows = statement_selectors.statement_history(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                                 hide_paid=hide_paid)
     return _render("statements.html", session, rows=rows, hide_paid=hide_paid)
 
 
 @portal.route("/statements/{statement_id}", methods=["GET"])
 @session_page("statement", full_portal=True)
 def statement_detail(session: Session, statement_id: str) -> Response:
-    """A printable statement; another guarantor's statement id is the neutral page."""
-    rows = context.statement_rows(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id)
-    row = next((r for r in rows if r["statement"].statement_id == statement_id), None)
-    if row is None:
+    """A printable statement; another guarantor's statement id is the neutral page (R16)."""
+    try:
+        row = statement_selectors.statement_detail(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                                   statement_id=statement_id)
+    except (NotFound, InvalidInput):
         return neutral(session.clinic_id, status=404)
     return _render("statement.html", session, row=row)
 
 
-@portal.route("/profile", methods=["GET"])
-@session_page("profile", full_portal=True)
-def profile(session: Session) -> Response:
-    """Profile: preferred name, email and phone, notification preferences (G7)."""
-    return _render("profile.html", session)
+@portal.route("/statements/{statement_id}/pdf", methods=["GET"])
+@session_page("statement_pdf", full_portal=True)
+def statement_pdf(session: Session, statement_id: str) -> Response:
+    """The statement's PDF: a 303 to a short-lived presigned URL while the PDF is kept
+    (REFERENCE-PORTAL.md J6); another guarantor's statement, or none kept, is the neutral page.
+    A ``file://`` URL (the local stand-in) is not given to a browser."""
+    try:
+        url = statement_services.statement_pdf_url(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                                   statement_id=statement_id)
+    except (NotFound, InvalidInput):
+        return neutral(session.clinic_id, status=404)
+    if not url.startswith(("https://", "http://")):
+        return neutral(session.clinic_id, status=404)
+    return pages.redirect(url)
+
+
+# --- is this bill genuine? --------------------------------------------------------------------
+
+VERIFY_PER_HOUR = 20  # per source address and clinic, as sign-in (R20, R28)
+
+
+def _verify_clinic(value: str | None) -> str | None:
+    """The clinic named by the statement's verification address (``/verify?c=<clinic id>``),
+    or the signed-in session's clinic; None when neither names one."""
+    if value and _is_id(value):
+        return value
+    return _clinic_of(_session_cookie())
+
+
+@portal.route("/verify", methods=["GET"])
+def verify_form() -> Response:
+    """Public (no sign-in): a form for the verification code printed on a paper statement."""
+    clinic_id = _verify_clinic((_request().query_params or {}).get("c"))
+    return pages.render("verify.html", language=_language(), clinic_id=clinic_id, result=None, error=None)
+
+
+@portal.route("/verify", methods=["POST"], content_types=FORM)
+def verify_check() -> Response:
+    """Answer genuine or not genuine for a code (``statements.selectors.statement_verify``) and,
+    when genuine, only the practice's name and phone and the statement date(s): no name,
+    amount or health data (PRODUCT.md §11). An unknown practice, a malformed code and an
+    unknown code get the same answer. 20 checks per source address per hour (R20, R28)."""
+    data = pages.form(_request().raw_body)
+    clinic_id = _verify_clinic(data.get("c"))
+    language = _language()
+    if clinic_id is None:
+        return pages.render("verify.html", language=language, status=400, clinic_id=None, result=None,
+                            error="no_practice")
+    try:
+        clinic = tenant_selectors.clinic_get(clinic_id=clinic_id)
+        links.rate_take(clinic_id=clinic_id, subject=f"verify-{_address_hash()}", minutes=60, limit=VERIFY_PER_HOUR)
+    except NotFound:
+        clinic = None
+    except TooManyRequests:
+        return pages.render("verify.html", language=language, status=429, clinic_id=clinic_id, result=None,
+                            error="too_many")
+    result = statement_selectors.statement_verify(clinic_id=clinic_id, code=data.get("code", ""))
+    genuine = clinic is not None and result.genuine
+    return pages.render("verify.html", language=language, clinic_id=clinic_id, error=None,
+                        result={"genuine": genuine, "practice": result.practice if genuine else None,
+                                "phone": clinic.phone if genuine and clinic else None,
+                                "dates": result.statement_dates if genuine else ()})
 
 
 _DOLLARS = re.compile(r"\$?\s*(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
