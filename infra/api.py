@@ -8,7 +8,7 @@ part of Chalice (SERVERLESS.md 1.2 item 6), so everything about it stays in this
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import package
 from infra.config import StageConfig
+from infra.roles import FUNCTIONS
+
+#: The API handler's logical id in the SAM template.
+API_FUNCTION = "APIHandler"
 
 #: The repository root: ``app.py``, ``chalicelib/`` and ``.chalice/config.json`` (Chalice's source_dir).
 SOURCE_DIR = Path(__file__).resolve().parent.parent
@@ -55,20 +60,26 @@ LOGS_ACTIONS: tuple[str, ...] = ("logs:CreateLogStream", "logs:PutLogEvents")
 
 
 class Api(Construct):
-    """The Lambda role and, when ``package`` is true, the Chalice application that uses it.
+    """One role per function of the app and, when ``package`` is true, the Chalice application.
 
-    The role is written here and handed to Chalice (``autogen_policy: false``,
-    ``manage_iam_role: false``, ``iam_role_arn``), because Chalice's policy generator cannot see
-    PynamoDB's calls (SERVERLESS.md section 4 item 19). It allows exactly
-    :data:`DYNAMODB_ACTIONS` on the table and ``<table arn>/index/*``, :data:`KMS_ACTIONS` on the
-    stage key, and :data:`LOGS_ACTIONS` on ``/aws/lambda/<stack name>-*``; no wildcard actions and
-    no ``"Resource": "*"``. The policy is inline in the role so that it exists before any
-    function of the included SAM template can run.
+    Roles are written here and handed to the functions (``autogen_policy: false``,
+    ``manage_iam_role: false``, ``iam_role_arn`` for the API handler, a ``Role`` override on
+    every other packaged function), because Chalice's policy generator cannot see PynamoDB's
+    calls (SERVERLESS.md section 4 item 19), and Chalice's CDK construct takes one role for all.
+    Every role holds one inline policy: :data:`DYNAMODB_ACTIONS` on the table and
+    ``<table arn>/index/*``, :data:`KMS_ACTIONS` on the stage key, :data:`LOGS_ACTIONS` on
+    ``/aws/lambda/<stack name>-*``, and the statements of its function's grants
+    (``infra/roles.py``: ``grants`` maps a grant name to its statements); no wildcard actions,
+    and ``"Resource": "*"`` only for SNS ``Publish`` to phone numbers, which has no ARN. The
+    policy is inline so that it exists before any function of the included SAM template runs.
+    ``role`` (construct id ``Role``, permanent) is the API handler's; ``roles`` maps each
+    function's logical id to its role.
 
     ``stage_config`` is the Chalice stage configuration (same shape as a stage of
     ``.chalice/config.json``) passed to the construct; it overrides the file. ``chalice`` is the
     ``chalice.cdk.Chalice`` construct, or ``None`` when ``package`` is false (fast tests: running
-    ``chalice package`` builds a 20+ MB Lambda bundle with Linux wheels from PyPI).
+    ``chalice package`` builds the Lambda bundle with Linux wheels from PyPI). ``bundle`` is the
+    slimmed bundle's :class:`infra.package.Sizes` when packaged.
     """
 
     def __init__(
@@ -80,17 +91,20 @@ class Api(Construct):
         table: dynamodb.ITable,
         key: kms.IKey,
         package: bool,
+        grants: Mapping[str, list[iam.PolicyStatement]] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
+        grants = grants or {}
         log_groups = stack.format_arn(
             service="logs",
             resource="log-group",
             resource_name=f"/aws/lambda/{config.stack_name}-*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        policy = iam.PolicyDocument(
-            statements=[
+
+        def base() -> list[iam.PolicyStatement]:
+            return [
                 iam.PolicyStatement(
                     sid="Table",
                     actions=list(DYNAMODB_ACTIONS),
@@ -99,15 +113,23 @@ class Api(Construct):
                 iam.PolicyStatement(sid="TableKey", actions=list(KMS_ACTIONS), resources=[key.key_arn]),
                 iam.PolicyStatement(sid="Logs", actions=list(LOGS_ACTIONS), resources=[f"{log_groups}:*"]),
             ]
-        )
-        #: The role every function of the app runs as (construct id permanent: Chalice refers to its ARN).
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Frontdesk {config.stage}: Lambda functions of the Chalice app",
-            inline_policies={"Frontdesk": policy},
-        )
+
+        #: Function logical id -> the role it runs as.
+        self.roles: dict[str, iam.Role] = {}
+        for function in FUNCTIONS:
+            statements = base()
+            for grant in sorted(function.grants):
+                statements.extend(grants.get(grant, []))
+            construct_id = "Role" if function.logical_id == API_FUNCTION else f"Role{function.logical_id}"
+            self.roles[function.logical_id] = iam.Role(
+                self,
+                construct_id,
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Frontdesk {config.stage}: Lambda function {function.name}",
+                inline_policies={"Frontdesk": iam.PolicyDocument(statements=statements)},
+            )
+        #: The API handler's role (construct id permanent: Chalice refers to its ARN).
+        self.role = self.roles[API_FUNCTION]
         self.stage_config: dict[str, Any] = {
             "autogen_policy": False,
             "manage_iam_role": False,
@@ -115,20 +137,29 @@ class Api(Construct):
             "environment_variables": {"FRONTDESK_TABLE": table.table_name},
         }
         self.chalice: Any = None
+        self.bundle: Any = None
         #: Function logical id (in the SAM template) -> its log group with the stage's retention.
         self.log_groups: dict[str, logs.CfnLogGroup] = {}
         if package:
             self.chalice = _chalice_app(stack, config=config, stage_config=self.stage_config)
-            for function in _sam_functions(self.chalice):
-                name = function.node.id
+            self.bundle = self.chalice.bundle_sizes
+            for sam_function in _sam_functions(self.chalice):
+                name = sam_function.node.id
+                if name not in self.roles:
+                    raise ValueError(f"chalice package made a function {name} that infra/roles.py does not list")
+                sam_function.add_property_override("Role", self.roles[name].role_arn)
                 group = logs.CfnLogGroup(
                     self,
                     f"{name}Logs",
-                    log_group_name=f"/aws/lambda/{function.ref}",
+                    log_group_name=f"/aws/lambda/{sam_function.ref}",
                     retention_in_days=config.log_retention_days,
                 )
                 group.apply_removal_policy(RemovalPolicy.RETAIN)
                 self.log_groups[name] = group
+
+    def functions(self) -> dict[str, CfnResource]:
+        """The packaged SAM functions by logical id (empty when not packaged)."""
+        return {f.node.id: f for f in _sam_functions(self.chalice)} if self.chalice is not None else {}
 
 
 def _chalice_app(stack: Stack, *, config: StageConfig, stage_config: dict[str, Any]) -> Any:
@@ -140,8 +171,19 @@ def _chalice_app(stack: Stack, *, config: StageConfig, stage_config: dict[str, A
     """
     from chalice.cdk import Chalice  # development-time Chalice: never imported under chalicelib
 
+    class SlimChalice(Chalice):
+        """The construct, with the bundle slimmed (``infra/package.py``, B4) before it becomes
+        the code asset."""
+
+        bundle_sizes: package.Sizes
+
+        def _generate_sam_template_with_assets(self, chalice_out_dir: str, package_id: str) -> str:
+            bundle = Path(self._sam_package_dir) / "deployment.zip"
+            self.bundle_sizes = package.slim(bundle, bundle)
+            return str(super()._generate_sam_template_with_assets(chalice_out_dir, package_id))
+
     with _packaging_environment(stack):
-        chalice = Chalice(stack, "Chalice", source_dir=str(SOURCE_DIR), stage_config=stage_config)
+        chalice = SlimChalice(stack, "Chalice", source_dir=str(SOURCE_DIR), stage_config=stage_config)
     chalice.get_resource("RestAPI").add_property_override(
         "MethodSettings",
         [

@@ -26,6 +26,11 @@ class StageConfig:
     default of 10,000 / 5,000). ``alarm_email``, when set, is subscribed to the alarm topic.
     ``waf_*_limit`` are requests per source address per 5 minutes at the WAF (infra/edge.py).
     ``statement_pdf_days`` is how long statement PDFs are kept (S3 lifecycle, infra/statements.py).
+    ``portal_url`` (the portal's public base URL, ``FRONTDESK_PORTAL_URL``), ``sender_email``
+    (``FRONTDESK_SENDER_EMAIL``) and ``sms_origination_number`` (``FRONTDESK_SMS_ORIGINATION_NUMBER``)
+    go to every function when set (:meth:`environment`).
+    ``stripe``: the Stripe keys are in the stage's secret, give them to the payment functions;
+    ``secrets_version``: pin the secret references to this version id (infra/secrets.py).
     """
 
     stage: str
@@ -37,6 +42,11 @@ class StageConfig:
     waf_link_limit: int = 150
     waf_overall_limit: int = 2000
     statement_pdf_days: int = 120
+    stripe: bool = False
+    secrets_version: str | None = None
+    portal_url: str | None = None
+    sender_email: str | None = None
+    sms_origination_number: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stage.isidentifier() or self.stage != self.stage.lower():
@@ -45,8 +55,16 @@ class StageConfig:
             raise ValueError(f"CloudWatch Logs does not accept a retention of {self.log_retention_days} days")
         if self.throttle_rate <= 0 or self.throttle_burst <= 0:
             raise ValueError("API throttling rate and burst must be positive")
+        if self.portal_url is not None and not self.portal_url.startswith("https://"):
+            raise ValueError("the portal URL of a cloud stage is https://")
         if not 1 <= self.statement_pdf_days <= 3650:
             raise ValueError("statement PDFs are kept 1 to 3650 days")
+
+    def environment(self) -> dict[str, str]:
+        """The deployment's own settings as the application reads them (only those set)."""
+        values = {"FRONTDESK_PORTAL_URL": self.portal_url, "FRONTDESK_SENDER_EMAIL": self.sender_email,
+                  "FRONTDESK_SMS_ORIGINATION_NUMBER": self.sms_origination_number}
+        return {name: value for name, value in values.items() if value}
 
     @property
     def table_name(self) -> str:

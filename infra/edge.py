@@ -4,6 +4,10 @@ SECURITY.md R20 and SERVERLESS-PERF-REL.md R19: the application caps code sends 
 (whatever the source address); the WAF blocks one address beyond its limit per 5-minute window
 before the request costs a Lambda invocation, and AWS's managed common and known-bad-inputs
 rule groups screen the rest. Limits are per stage (``StageConfig``).
+
+The path WAF inspects is the one the client sent: ``/api/signin`` on the ``execute-api`` URL
+(the API Gateway stage comes first), ``/signin`` behind a custom domain mapped to the stage. Each
+rule therefore matches both forms (:func:`path_forms`).
 """
 
 from __future__ import annotations
@@ -12,22 +16,35 @@ from aws_cdk import Stack
 from aws_cdk import aws_wafv2 as waf
 from constructs import Construct
 
-#: Path prefixes that send codes or check them: limited per source address (R19, R20).
+#: Path prefixes that send codes or check them: limited per source address (R19, R20): the
+#: sign-in form, the code request and the code check (``/signin``, ``/signin/code``).
 SIGNIN_PATHS: tuple[str, ...] = ("/signin",)
 #: Where payment links are exchanged: limited per source address (R28: token lookups).
 LINK_PATHS: tuple[str, ...] = ("/l/",)
+#: Statement verification codes, looked up by anyone holding a paper statement
+#: (``GET /v1/clinics/{clinic}/statements/verify/{code}``): matched anywhere in the path.
+CODE_PATHS: tuple[str, ...] = ("/statements/verify/",)
+#: The API Gateway stage (``api_gateway_stage`` in ``.chalice/config.json``).
+API_STAGE = "api"
 
 
-def _path_starts_with(prefix: str) -> waf.CfnWebACL.StatementProperty:
+def path_forms(prefix: str, stage: str = API_STAGE) -> tuple[str, str]:
+    """``prefix`` as a custom domain sends it and as the ``execute-api`` URL does (stage first)."""
+    return prefix, f"/{stage}{prefix}"
+
+
+def _path_match(text: str, constraint: str) -> waf.CfnWebACL.StatementProperty:
     return waf.CfnWebACL.StatementProperty(byte_match_statement=waf.CfnWebACL.ByteMatchStatementProperty(
         field_to_match=waf.CfnWebACL.FieldToMatchProperty(uri_path={}),
-        positional_constraint="STARTS_WITH", search_string=prefix,
+        positional_constraint=constraint, search_string=text,
         text_transformations=[waf.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")]))
 
 
-def _rate_rule(name: str, priority: int, limit: int, prefixes: tuple[str, ...]) -> waf.CfnWebACL.RuleProperty:
-    scope = (_path_starts_with(prefixes[0]) if len(prefixes) == 1 else waf.CfnWebACL.StatementProperty(
-        or_statement=waf.CfnWebACL.OrStatementProperty(statements=[_path_starts_with(p) for p in prefixes])))
+def _rate_rule(name: str, priority: int, limit: int, prefixes: tuple[str, ...],
+               constraint: str = "STARTS_WITH") -> waf.CfnWebACL.RuleProperty:
+    matches = [_path_match(p, constraint) for p in prefixes]
+    scope = matches[0] if len(matches) == 1 else waf.CfnWebACL.StatementProperty(
+        or_statement=waf.CfnWebACL.OrStatementProperty(statements=matches))
     return waf.CfnWebACL.RuleProperty(
         name=name, priority=priority, action=waf.CfnWebACL.RuleActionProperty(block={}),
         statement=waf.CfnWebACL.StatementProperty(rate_based_statement=waf.CfnWebACL.RateBasedStatementProperty(
@@ -48,7 +65,8 @@ def _managed(name: str, priority: int) -> waf.CfnWebACL.RuleProperty:
 class Edge(Construct):
     """The web ACL; associated with the API stage when ``stage_arn`` is given.
 
-    ``signin_limit`` and ``link_limit`` are requests per source address per 5 minutes.
+    ``signin_limit`` (sign-in and statement-code lookups, each rule separately), ``link_limit``
+    and ``overall_limit`` are requests per source address per 5 minutes.
     """
 
     def __init__(self, scope: Construct, id_: str, *, stage_arn: str | None, signin_limit: int,
@@ -62,11 +80,12 @@ class Edge(Construct):
                 cloud_watch_metrics_enabled=True, metric_name=f"{stack.stack_name}-edge",
                 sampled_requests_enabled=True),
             rules=[
-                _rate_rule("signin-per-ip", 0, signin_limit, SIGNIN_PATHS),
-                _rate_rule("links-per-ip", 1, link_limit, LINK_PATHS),
-                _rate_rule("all-per-ip", 2, overall_limit, ("/",)),
-                _managed("AWSManagedRulesKnownBadInputsRuleSet", 3),
-                _managed("AWSManagedRulesCommonRuleSet", 4),
+                _rate_rule("signin-per-ip", 0, signin_limit, tuple(f for p in SIGNIN_PATHS for f in path_forms(p))),
+                _rate_rule("codes-per-ip", 1, signin_limit, CODE_PATHS, constraint="CONTAINS"),
+                _rate_rule("links-per-ip", 2, link_limit, tuple(f for p in LINK_PATHS for f in path_forms(p))),
+                _rate_rule("all-per-ip", 3, overall_limit, ("/",)),
+                _managed("AWSManagedRulesKnownBadInputsRuleSet", 4),
+                _managed("AWSManagedRulesCommonRuleSet", 5),
             ],
         )
         if stage_arn is not None:

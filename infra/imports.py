@@ -4,10 +4,10 @@ destination of the import function and its alarm (SERVERLESS-PERF-REL.md R8, §4
 - **Bucket** ``Drop`` named ``frontdesk-<stage>-imports-<account>-<region>``: SSE-KMS with the
   stage's key (bucket key on), all public access blocked, TLS required, objects owned by the
   bucket owner, retained; files expire after ``RETENTION_DAYS`` (they hold PHI and are already
-  in the ledger). The app role may read ``imports/*`` through the bucket policy (a resource
-  policy naming the role, so the role keeps its single inline policy, tests/test_infra.py).
+  in the ledger). The grant ``imports_read`` (``infra/roles.py``) reads ``imports/*``.
 - **Failure destination** ``Failures``: an SQS queue (stage key, TLS required, 14 days) that
-  receives an import event after its 3 attempts; the app role may send to it (queue policy).
+  receives an import event after its 3 attempts; the grant ``imports_failed`` sends to it
+  (Lambda sends as the function's role). An alarm fires on its first message.
 - **When the app is packaged** (the Chalice construct exists): the bucket notifies the import
   function (``ImportObjectCreated``) for ``s3:ObjectCreated:*`` under ``imports/``, with the
   ``AWS::Lambda::Permission`` for S3; the function gets ``EventInvokeConfig`` (an override on the
@@ -73,10 +73,9 @@ class Imports(Construct):
     FUNCTION)``) or None when the app is not packaged. ``alarm_topic``: where the alarm goes.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, stage: str, key: kms.IKey, role: iam.IRole,
-                 alarm_topic: sns.ITopic, function: CfnResource | None) -> None:
+    def __init__(self, scope: Construct, id_: str, *, stage: str, key: kms.IKey,
+                 alarm_topic: sns.ITopic, function: CfnResource | None = None) -> None:
         super().__init__(scope, id_)
-        principal = iam.ArnPrincipal(role.role_arn)
         #: The bucket's name, built without a reference to the bucket (see the module docstring).
         self.bucket_name = Fn.join("-", ["frontdesk", stage, "imports", Aws.ACCOUNT_ID, Aws.REGION])
         #: Where clinics drop files: ``imports/<clinic id>/<file>``.
@@ -88,20 +87,35 @@ class Imports(Construct):
             lifecycle_rules=[s3.LifecycleRule(id="expire-imported-files", expiration=Duration.days(RETENTION_DAYS),
                                               abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
-        self.bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="AppReadsImports", principals=[principal], actions=["s3:GetObject"],
-            resources=[self.bucket.arn_for_objects(f"{PREFIX}*")]))
         #: The on-failure destination of the import function (R8).
         self.failures = sqs.Queue(self, "Failures", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
                                   enforce_ssl=True, retention_period=Duration.days(14))
-        self.failures.add_to_resource_policy(iam.PolicyStatement(
-            sid="ImportFunctionSendsFailures", principals=[principal], actions=["sqs:SendMessage"],
-            resources=[self.failures.queue_arn]))
-        self.alarm: cloudwatch.Alarm | None = None
+        self.alarm = self.failures.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5), statistic="Maximum",
+        ).create_alarm(
+            self, "FailuresAlarm", threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="An imported file failed 3 times; its S3 event is in the failure queue",
+        )
+        self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
         if function is not None:
-            self._wire(function, alarm_topic)
+            self.wire(function)
 
-    def _wire(self, function: CfnResource, alarm_topic: sns.ITopic) -> None:
+    def grants(self) -> dict[str, list[iam.PolicyStatement]]:
+        """Grant name (``infra/roles.py``) -> its statements on the bucket and the failure queue."""
+        return {
+            # The ARN from the bucket's name, not a reference to the bucket: the bucket depends on
+            # the function (its notification), the function on its role.
+            "imports_read": [iam.PolicyStatement(sid="ImportsRead", actions=["s3:GetObject"], resources=[
+                Fn.join("", ["arn:", Aws.PARTITION, ":s3:::", self.bucket_name, f"/{PREFIX}*"])])],
+            "imports_failed": [iam.PolicyStatement(sid="ImportsFailed", actions=["sqs:SendMessage"],
+                                                   resources=[self.failures.queue_arn])],
+        }
+
+    def wire(self, function: CfnResource) -> None:
+        """Notify ``function`` (the SAM import function) of new files, with its retries and failure
+        destination (R8)."""
         permission = lambda_.CfnPermission(
             self, "S3Invokes", action="lambda:InvokeFunction", function_name=function.ref,
             principal="s3.amazonaws.com", source_account=Aws.ACCOUNT_ID,
@@ -119,12 +133,3 @@ class Imports(Construct):
             "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS,
             "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": self.failures.queue_arn}},
         })
-        self.alarm = self.failures.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(5), statistic="Maximum",
-        ).create_alarm(
-            self, "FailuresAlarm", threshold=1, evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="An imported file failed 3 times; its S3 event is in the failure queue",
-        )
-        self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))

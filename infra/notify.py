@@ -3,8 +3,9 @@ the work queue and its dead-letter queue, the SES configuration set with its eve
 the SMS configuration set with delivery status on SNS, the inbound-SMS topic, what the app's
 role may do with them, the alarms, and the wiring of the Chalice handlers to these resources.
 
-A nested stack, so the stage stack's template keeps exactly the resources its own tests pin
-(one alarm topic, one role with only its inline policy): everything here is additive. The
+A nested stack, so the stage stack's template stays small: everything here is additive. What
+the functions may do with these resources is :meth:`Notify.grants` (``send``,
+``notify_enqueue``, ``notify_consume`` in ``infra/roles.py``), in the roles of the parent stack. The
 handlers in ``chalicelib/jobs/notify.py`` name logical queue and topics; :meth:`Notify.wire`
 points each event source at this stage's real ones (SAM overrides), turns on
 ``ReportBatchItemFailures`` (Chalice does not emit it) and caps the worker's concurrency so the
@@ -13,7 +14,6 @@ per-process send limiter adds up to the provider's rate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.roles import CONSUME_ACTIONS, function_timeout_seconds
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 
@@ -54,13 +55,8 @@ COMPLAINT_ALARM = 0.0005
 
 
 def worker_timeout_seconds(stage: str) -> int:
-    """The worker's Lambda timeout from ``.chalice/config.json`` (per-function, stage, global)."""
-    config: dict[str, Any] = json.loads((SOURCE_DIR / ".chalice" / "config.json").read_text())
-    stage_cfg = config.get("stages", {}).get(stage, {})
-    timeout = int(stage_cfg.get("lambda_timeout", config.get("lambda_timeout", 60)))
-    for scope in (config, stage_cfg):
-        timeout = int(scope.get("lambda_functions", {}).get("notify_worker", {}).get("lambda_timeout", timeout))
-    return timeout
+    """The worker's Lambda timeout from ``.chalice/config.json`` (Chalice's lookup order)."""
+    return function_timeout_seconds("notify_worker", stage)
 
 
 class Notify(NestedStack):
@@ -74,18 +70,17 @@ class Notify(NestedStack):
       ``sms_configuration_set`` (delivery events to ``sms_status``). Inbound SMS reach
       ``sms_inbound`` through each clinic's phone number (two-way channel), registered per
       number outside this stack;
-    - ``policy`` on the app's role: send email through the configuration set, publish SMS,
-      enqueue and consume the work queue;
+    - :meth:`grants`: send email through the configuration set, publish SMS, enqueue and
+      consume the work queue;
     - ``alarms`` to ``alarm_topic``: messages dead-lettered, work older than 15 minutes, bounce
       rate ≥ 2%, complaint rate ≥ 0.05%, SMS success rate under 90%.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, role: iam.IRole,
-                 alarm_topic: sns.ITopic) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, alarm_topic: sns.ITopic) -> None:
         super().__init__(scope, id_, description=f"Frontdesk {config.stage}: notifications")
         name = f"{config.stack_name}-notify"
         self.queue_name = name
-        self.worker_timeout = worker_timeout_seconds(config.stage)
+        self.worker_timeout = function_timeout_seconds("notify_worker", config.stage)
         self.dlq = sqs.Queue(self, "DeadLetters", queue_name=f"{name}-dlq", retention_period=Duration.days(14),
                              encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True)
         self.queue = sqs.Queue(
@@ -121,19 +116,6 @@ class Notify(NestedStack):
                 matching_event_types=list(SMS_EVENT_TYPES),
                 sns_destination=smsvoice.CfnConfigurationSet.SnsDestinationProperty(
                     topic_arn=self.sms_status.topic_arn))])
-        identities = Stack.of(self).format_arn(service="ses", resource="identity", resource_name="*")
-        config_set_arn = Stack.of(self).format_arn(service="ses", resource="configuration-set", resource_name=name)
-        self.policy = iam.Policy(self, "Send", roles=[role], statements=[
-            iam.PolicyStatement(sid="SendEmail", actions=["ses:SendEmail"], resources=[identities, config_set_arn]),
-            # Publishing to a phone number has no resource ARN: IAM requires "*" (the one documented
-            # exception to R18 here); topics are not published to by the app.
-            iam.PolicyStatement(sid="SendSms", actions=["sns:Publish"], resources=["*"]),
-            iam.PolicyStatement(sid="Enqueue", actions=["sqs:SendMessage", "sqs:GetQueueUrl"],
-                                resources=[self.queue.queue_arn]),
-            iam.PolicyStatement(sid="Consume", actions=["sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                                         "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-                                resources=[self.queue.queue_arn]),
-        ])
         period = Duration.minutes(5)
         metrics: dict[str, tuple[cloudwatch.Metric, float, cloudwatch.ComparisonOperator]] = {
             "DeadLettered": (self.dlq.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
@@ -158,6 +140,25 @@ class Notify(NestedStack):
                                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
             alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
             self.alarms[alarm_id] = alarm
+
+    def grants(self) -> dict[str, list[iam.PolicyStatement]]:
+        """Grant name (``infra/roles.py``) -> its statements (for roles outside this nested stack)."""
+        stack = Stack.of(self)
+        identities = stack.format_arn(service="ses", resource="identity", resource_name="*")
+        config_set_arn = stack.format_arn(service="ses", resource="configuration-set", resource_name=self.queue_name)
+        queue = self.queue.queue_arn
+        return {
+            "send": [
+                iam.PolicyStatement(sid="SendEmail", actions=["ses:SendEmail"], resources=[identities, config_set_arn]),
+                # Publishing to a phone number has no resource ARN: IAM requires "*" (the one documented
+                # exception to R18); topics are not published to by the app.
+                iam.PolicyStatement(sid="SendSms", actions=["sns:Publish"], resources=["*"]),
+            ],
+            "notify_enqueue": [iam.PolicyStatement(sid="NotifyEnqueue", actions=["sqs:SendMessage"],
+                                                   resources=[queue])],
+            "notify_consume": [iam.PolicyStatement(sid="NotifyConsume", actions=list(CONSUME_ACTIONS),
+                                                   resources=[queue])],
+        }
 
     def function_environment(self) -> dict[str, str]:
         """What every function of the app needs to send (``chalicelib/notify/config.py``)."""

@@ -8,14 +8,16 @@ from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.api import Api, _sam_functions
+from infra.api import Api
 from infra.config import StageConfig
 from infra.data import Data
-from infra.edge import Edge
+from infra.edge import API_STAGE, Edge
 from infra.imports import FUNCTION as IMPORT_FUNCTION
 from infra.imports import Imports, s3_events_wired_by_cdk
 from infra.monitoring import Monitoring
 from infra.notify import Notify
+from infra.payments import Payments
+from infra.secrets import Secrets
 from infra.statements import Statements
 
 
@@ -26,6 +28,10 @@ class FrontdeskStack(Stack):
     and its CloudFormation name is ``frontdesk-<stage>``. Construct ids ``Key``, ``Data`` (with
     its ``Table``) and ``Api`` (with its ``Role``) are permanent: logical ids derive from them,
     and a new logical id replaces the resource (the table and key would start empty).
+
+    Resources first (table, buckets, queues, topics, alarms), then one role per function from
+    their grants (``infra/roles.py``), then the packaged app, then the wiring of its functions
+    to the resources (event sources, environment, per-function alarms).
 
     ``with_api=False`` leaves out the Chalice construct (and so ``chalice package``) but keeps
     the role and the Chalice stage configuration, for fast offline tests.
@@ -45,23 +51,36 @@ class FrontdeskStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.data = Data(self, "Data", key=self.key, table_name=config.table_name)
+        self.monitoring = Monitoring(self, "Monitoring", table=self.data.table, alarm_email=config.alarm_email)
+        topic = self.monitoring.topic
+        self.statements = Statements(self, "Statements", key=self.key, pdf_days=config.statement_pdf_days,
+                                     stage=config.stage)
+        self.imports = Imports(self, "Imports", stage=config.stage, key=self.key, alarm_topic=topic)
+        self.notify = Notify(self, "Notify", config=config, alarm_topic=topic)
+        self.payments = Payments(self, "Payments", stage=config.stage, alarm_topic=topic)
+        self.secrets = Secrets(self, "Secrets", stage=config.stage, key=self.key, stripe=config.stripe,
+                               version=config.secrets_version)
+        self.monitoring.dead_letters("StatementPagesDeadLettered", self.statements.dead_letters, "A statement page")
+        #: Grant name (infra/roles.py) -> its statements, from the constructs owning the resources.
+        self.grants = {**self.statements.grants(), **self.imports.grants(), **self.notify.grants(),
+                       **self.payments.grants()}
         with s3_events_wired_by_cdk():  # Chalice cannot package S3 events: Imports wires them
-            self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api)
-        handler = self.api.chalice.get_resource("APIHandler").ref if self.api.chalice is not None else None
+            self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api,
+                           grants=self.grants)
         stage_arn = None
         if self.api.chalice is not None:
             rest_api = self.api.chalice.get_resource("RestAPI").ref
-            stage_arn = f"arn:{self.partition}:apigateway:{self.region}::/restapis/{rest_api}/stages/api"
+            stage_arn = f"arn:{self.partition}:apigateway:{self.region}::/restapis/{rest_api}/stages/{API_STAGE}"
         self.edge = Edge(self, "Edge", stage_arn=stage_arn, signin_limit=config.waf_signin_limit,
                          link_limit=config.waf_link_limit, overall_limit=config.waf_overall_limit)
-        self.statements = Statements(self, "Statements", key=self.key, role=self.api.role,
-                                     pdf_days=config.statement_pdf_days, chalice=self.api.chalice)
-        self.monitoring = Monitoring(
-            self, "Monitoring", table=self.data.table, alarm_email=config.alarm_email, api_handler_name=handler
-        )
-        self.imports = Imports(self, "Imports", stage=config.stage, key=self.key, role=self.api.role,
-                               alarm_topic=self.monitoring.topic,
-                               function=self.api.chalice.get_resource(IMPORT_FUNCTION) if self.api.chalice else None)
-        self.notify = Notify(self, "Notify", config=config, role=self.api.role, alarm_topic=self.monitoring.topic)
-        if self.api.chalice is not None:
-            self.notify.wire({f.node.id: f for f in _sam_functions(self.api.chalice)})
+        functions = self.api.functions()
+        if functions:
+            self.statements.wire(functions)
+            self.imports.wire(functions[IMPORT_FUNCTION])
+            self.notify.wire(functions)
+            self.payments.wire(functions)
+            self.secrets.wire(functions)
+            for fn in functions.values():
+                for name, value in config.environment().items():
+                    fn.add_override(f"Properties.Environment.Variables.{name}", value)
+            self.monitoring.watch_functions(functions)

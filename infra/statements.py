@@ -8,10 +8,10 @@
 - **Queue** ``Pages`` (one message per run page, ids only) and ``PagesDlq``: SQS-managed
   encryption, TLS required, visibility timeout 6 x the consumer's Lambda timeout, a message
   moves to the DLQ after 5 receives; the DLQ keeps messages 14 days for a redrive.
-- **Access**: the app role (``Api/Role``) is granted through the bucket's and queues' resource
-  policies, naming the role's ARN, not by adding identity policies: the role keeps its single
-  inline policy (tests/test_infra.py) and the grants live beside the resources they open. KMS
-  already allows the role to use the stage key.
+- **Access**: :meth:`Statements.grants` gives the statements of the grants ``pdfs_read``,
+  ``pdfs_write``, ``statements_enqueue`` and ``statements_consume`` (``infra/roles.py``), which
+  go into the roles of the functions that hold them (exact actions on the bucket's objects and
+  the queue's ARN); every role may already use the stage key.
 - **Chalice**: when the app is packaged, every function gets ``FRONTDESK_STORAGE=s3``, the bucket,
   the queue URL and the PDF window as environment variables; the SQS consumer's event source is
   pointed at this stage's queue (the decorator names a placeholder) and gets
@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
@@ -31,30 +29,26 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.roles import CONSUME_ACTIONS, function_timeout_seconds
+
 #: The SAM function and event names Chalice generates for ``chalicelib.jobs.statements``.
 CONSUMER_FUNCTION = "StatementPages"
 CONSUMER_EVENT = "StatementPagesSqsEventSource"
 MAX_RECEIVES = 5
-S3_ACTIONS = ("s3:PutObject", "s3:GetObject")
-SQS_ACTIONS = ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-               "sqs:ChangeMessageVisibility")
 
 
-def consumer_timeout_seconds() -> int:
-    """The SQS consumer's Lambda timeout from ``.chalice/config.json`` (its per-function setting,
-    else the app's), which the queue's visibility timeout must exceed sixfold (R7)."""
-    config = json.loads((Path(__file__).resolve().parent.parent / ".chalice" / "config.json").read_text())
-    default = int(config.get("lambda_timeout", 60))
-    return int(config.get("lambda_functions", {}).get("statement_pages", {}).get("lambda_timeout", default))
+def consumer_timeout_seconds(stage: str = "prod") -> int:
+    """The SQS consumer's Lambda timeout from ``.chalice/config.json`` (Chalice's lookup order),
+    which the queue's visibility timeout must exceed sixfold (R7)."""
+    return function_timeout_seconds("statement_pages", stage)
 
 
 class Statements(Construct):
     """The statement PDF bucket and run queues of one stage (see the module docstring)."""
 
-    def __init__(self, scope: Construct, id_: str, *, key: kms.IKey, role: iam.IRole, pdf_days: int,
+    def __init__(self, scope: Construct, id_: str, *, key: kms.IKey, pdf_days: int, stage: str = "prod",
                  chalice: Any = None) -> None:
         super().__init__(scope, id_)
-        principal = iam.ArnPrincipal(role.role_arn)
         #: Statement PDFs (PHI): private, encrypted with the stage key, expired after ``pdf_days``.
         self.bucket = s3.Bucket(
             self, "Pdfs",
@@ -65,23 +59,14 @@ class Statements(Construct):
             lifecycle_rules=[s3.LifecycleRule(id="expire-statement-pdfs", expiration=Duration.days(pdf_days),
                                               abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
-        self.bucket.add_to_resource_policy(iam.PolicyStatement(
-            sid="AppReadsAndWritesPdfs", principals=[principal], actions=list(S3_ACTIONS),
-            resources=[self.bucket.arn_for_objects("*")]))
         #: Pages that failed ``MAX_RECEIVES`` times, kept for a redrive.
         self.dead_letters = sqs.Queue(self, "PagesDlq", encryption=sqs.QueueEncryption.SQS_MANAGED,
                                       enforce_ssl=True, retention_period=Duration.days(14))
         #: One message per statement-run page.
         self.queue = sqs.Queue(
             self, "Pages", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            visibility_timeout=Duration.seconds(6 * consumer_timeout_seconds()),
+            visibility_timeout=Duration.seconds(6 * consumer_timeout_seconds(stage)),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dead_letters))
-        self.queue.add_to_resource_policy(iam.PolicyStatement(
-            sid="AppSendsAndConsumesPages", principals=[principal], actions=list(SQS_ACTIONS),
-            resources=[self.queue.queue_arn]))
-        self.dead_letters.add_to_resource_policy(iam.PolicyStatement(
-            sid="AppRedrivesPages", principals=[principal], actions=list(SQS_ACTIONS),
-            resources=[self.dead_letters.queue_arn]))
         #: What the application reads from its environment (``chalicelib.core.config``).
         self.environment = {
             "FRONTDESK_STORAGE": "s3",
@@ -90,16 +75,32 @@ class Statements(Construct):
             "FRONTDESK_STATEMENT_PDF_DAYS": str(pdf_days),
         }
         if chalice is not None:
-            self._wire(chalice)
+            from infra.api import _sam_functions
 
-    def _wire(self, chalice: Any) -> None:
-        from aws_cdk import CfnResource
+            self.wire({f.node.id: f for f in _sam_functions(chalice)})
 
-        for child in chalice.sam_template.node.children:
-            if isinstance(child, CfnResource) and child.cfn_resource_type == "AWS::Serverless::Function":
-                for name, value in self.environment.items():
-                    child.add_override(f"Properties.Environment.Variables.{name}", value)
-        consumer = chalice.get_resource(CONSUMER_FUNCTION)
+    def grants(self) -> dict[str, list[iam.PolicyStatement]]:
+        """Grant name (``infra/roles.py``) -> its statements on this construct's bucket and queue."""
+        pdfs = self.bucket.arn_for_objects("*")
+        return {
+            "pdfs_read": [iam.PolicyStatement(sid="PdfsRead", actions=["s3:GetObject"], resources=[pdfs])],
+            "pdfs_write": [iam.PolicyStatement(sid="PdfsWrite", actions=["s3:PutObject", "s3:GetObject"],
+                                               resources=[pdfs])],
+            "statements_enqueue": [iam.PolicyStatement(sid="PagesEnqueue", actions=["sqs:SendMessage"],
+                                                       resources=[self.queue.queue_arn])],
+            "statements_consume": [iam.PolicyStatement(sid="PagesConsume", actions=list(CONSUME_ACTIONS),
+                                                       resources=[self.queue.queue_arn])],
+        }
+
+    def wire(self, functions: dict[str, Any]) -> None:
+        """Give every SAM function (logical id -> resource) the bucket, queue and PDF window, and
+        point the consumer at the stage's queue with ``ReportBatchItemFailures``."""
+        for child in functions.values():
+            for name, value in self.environment.items():
+                child.add_override(f"Properties.Environment.Variables.{name}", value)
+        if CONSUMER_FUNCTION not in functions:
+            return
+        consumer = functions[CONSUMER_FUNCTION]
         event = f"Properties.Events.{CONSUMER_EVENT}.Properties"
         consumer.add_override(f"{event}.Queue", self.queue.queue_arn)
         consumer.add_override(f"{event}.FunctionResponseTypes", ["ReportBatchItemFailures"])

@@ -26,8 +26,11 @@ from cfnlint.api import lint_file
 
 from chalicelib.core import config as app_config
 from chalicelib.store import schema
+from infra import package
 from infra.app import build_app
 from infra.config import STAGES, StageConfig
+from infra.monitoring import FUNCTION_METRICS
+from infra.roles import FUNCTIONS
 from infra.stacks import FrontdeskStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +161,10 @@ def test_table_matches_store_schema(templates, stage):
 def test_stateful_logical_ids_are_permanent(stacks, templates, stage):
     """A renamed construct id gives a new logical id, and CloudFormation a new, empty table."""
     for type_, logical_id in PERMANENT_LOGICAL_IDS.items():
-        assert _only(templates[stage], type_)[0] == logical_id
+        if type_ == "AWS::IAM::Role":  # one role per function; the API handler's keeps its id
+            assert logical_id in _resources(templates[stage], type_)
+        else:
+            assert _only(templates[stage], type_)[0] == logical_id
     stack = stacks[stage]
     table_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"], "Arn"]}
     assert stack.resolve(stack.data.table.table_arn) == table_arn
@@ -178,39 +184,39 @@ def test_key_rotates_and_is_retained(templates, stage):
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
-def test_app_role_is_least_privilege(templates, stage):
-    """Section 4 item 19 / R18: exact DynamoDB actions on the table and its indexes only, KMS on
-    the stage key only, no wildcard action and no ``"Resource": "*"`` anywhere in the role."""
+def test_every_role_is_least_privilege(templates, stage):
+    """Section 4 item 19 / R18: one role per function, each with exactly the DynamoDB actions on
+    the table and its indexes, KMS on the stage key, its own logs, and nothing else in this
+    stack's template (grants on queues, buckets and topics: tests/test_infra_roles.py); no
+    wildcard action and no ``"Resource": "*"`` but SNS Publish to phone numbers."""
     template = templates[stage]
-    role_id, role = _only(template, "AWS::IAM::Role")
-    assert _resources(template, "AWS::IAM::Policy") == {}, "every permission is inline in the role"
-    assert "ManagedPolicyArns" not in role["Properties"]
-    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
-    ]
-    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    roles = _resources(template, "AWS::IAM::Role")
+    assert len(roles) == len(FUNCTIONS)
+    assert _resources(template, "AWS::IAM::Policy") == {}, "every permission is inline in its role"
     table_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"], "Arn"]}
     key_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::KMS::Key"], "Arn"]}
-    dynamodb_actions: set[str] = set()
-    for statement in statements:
-        assert statement["Effect"] == "Allow"
-        actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
-        assert "*" not in resources, statement
-        assert not [a for a in actions if "*" in a], statement
-        assert "NotAction" not in statement and "NotResource" not in statement
-        if any(a.startswith("dynamodb:") for a in actions):
-            assert all(a.startswith("dynamodb:") for a in actions)
-            dynamodb_actions |= set(actions)
-            assert resources == [table_arn, {"Fn::Join": ["", [table_arn, "/index/*"]]}]
-        elif any(a.startswith("kms:") for a in actions):
-            assert set(actions) == EXPECTED_KMS_ACTIONS
-            assert resources == [key_arn]
-        else:
-            assert {a.split(":")[0] for a in actions} == {"logs"}
-            assert len(resources) == 1
-            assert f":log-group:/aws/lambda/frontdesk-{stage}-*:*" in json.dumps(resources[0])
-    assert dynamodb_actions == EXPECTED_DYNAMODB_ACTIONS
-    assert role_id == PERMANENT_LOGICAL_IDS["AWS::IAM::Role"]
+    for role_id, role in roles.items():
+        assert "ManagedPolicyArns" not in role["Properties"]
+        assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+            {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+        ]
+        statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        by_sid = {s["Sid"]: s for s in statements}
+        assert len(by_sid) == len(statements), role_id
+        for statement in statements:
+            assert statement["Effect"] == "Allow"
+            actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+            assert not [a for a in actions if "*" in a], statement
+            assert "NotAction" not in statement and "NotResource" not in statement
+            if "*" in resources:
+                assert (statement["Sid"], actions, resources) == ("SendSms", ["sns:Publish"], ["*"])
+        assert set(by_sid["Table"]["Action"]) == EXPECTED_DYNAMODB_ACTIONS
+        assert by_sid["Table"]["Resource"] == [table_arn, {"Fn::Join": ["", [table_arn, "/index/*"]]}]
+        assert set(by_sid["TableKey"]["Action"]) == EXPECTED_KMS_ACTIONS and by_sid["TableKey"]["Resource"] == key_arn
+        assert {a.split(":")[0] for a in by_sid["Logs"]["Action"]} == {"logs"}
+        assert f":log-group:/aws/lambda/frontdesk-{stage}-*:*" in json.dumps(by_sid["Logs"]["Resource"])
+        others = [a for s in statements if s["Sid"] != "Table" for a in _as_list(s["Action"])]
+        assert not any(a.startswith("dynamodb:") for a in others)
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
@@ -234,7 +240,12 @@ def test_stack_names_and_alarms(stacks, templates, stage):
     template = _template(templates, stage)
     template.resource_count_is("AWS::SNS::Subscription", 0)  # no address configured by default
     alarms = _resources(templates[stage], "AWS::CloudWatch::Alarm")
-    assert {a["Properties"]["MetricName"] for a in alarms.values()} == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    # Table throttles; dead letters of statement pages and processor events, and processor events
+    # waiting (stuck payments); the import failure destination. (Per-function alarms need the
+    # packaged app: the slow test; notification alarms live in the nested stack.)
+    assert sorted(a["Properties"]["MetricName"] for a in alarms.values()) == sorted([
+        "ReadThrottleEvents", "WriteThrottleEvents", "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"])
     (topic_id, _) = _only(templates[stage], "AWS::SNS::Topic")
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms.values())
 
@@ -346,19 +357,30 @@ def test_dev_stack_with_chalice_app_synthesizes_offline(tmp_path):
     assert "Could not install dependencies" not in run.stdout + run.stderr, run.stdout[-4000:]
     out = tmp_path / "cdk.out"
     template = json.loads((out / "dev.template.json").read_text())
-    role_arn = {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"], "Arn"]}
     table_ref = {"Ref": PERMANENT_LOGICAL_IDS["AWS::DynamoDB::Table"]}
+    roles = _resources(template, "AWS::IAM::Role")
 
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     functions = _resources(template, "AWS::Serverless::Function")
-    assert "APIHandler" in functions
+    assert sorted(functions) == sorted(f.logical_id for f in FUNCTIONS)
+    used_roles = set()
     for logical_id, function in functions.items():
         props = function["Properties"]
-        assert props["Role"] == role_arn, logical_id
-        assert props["Environment"]["Variables"]["FRONTDESK_TABLE"] == table_ref
+        [role_id, _] = props["Role"]["Fn::GetAtt"]
+        assert role_id in roles and role_id not in used_roles, logical_id  # a role of its own
+        used_roles.add(role_id)
+        env = props["Environment"]["Variables"]
+        assert env["FRONTDESK_TABLE"] == table_ref
+        assert "{{resolve:secretsmanager:" in json.dumps(env["FRONTDESK_CODE_PEPPER"])
+        assert "PaymentsEvents" in json.dumps(env["FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL"])
         assert props["Runtime"] == "python3.11"
-    assert list(_resources(template, "AWS::IAM::Role")) == [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"]]
+    assert functions["APIHandler"]["Properties"]["Role"] == {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"],
+                                                                             "Arn"]}
     assert len(_resources(template, "AWS::DynamoDB::Table")) == 1
+    # R17: no secret value anywhere in the template (only references), none in .chalice/config.json.
+    text = json.dumps(template) + (ROOT / ".chalice" / "config.json").read_text()
+    for marker in ("sk_live_", "sk_test_", "rk_live_", "whsec_", "frontdesk-local-development-pepper"):
+        assert marker not in text
 
     groups = _resources(template, "AWS::Logs::LogGroup")
     named = {json.dumps(g["Properties"]["LogGroupName"]): g for g in groups.values()}
@@ -376,18 +398,28 @@ def test_dev_stack_with_chalice_app_synthesizes_offline(tmp_path):
             "ThrottlingBurstLimit": STAGES["dev"].throttle_burst,
         }
     ]
-    errors_alarm = [
-        a for a in _resources(template, "AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "Errors"
-    ]
-    assert errors_alarm and errors_alarm[0]["Properties"]["Dimensions"][0]["Value"] == {"Ref": "APIHandler"}
+    # Errors and Throttles alarms for every function.
+    watched = {(a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"]))
+               for a in _resources(template, "AWS::CloudWatch::Alarm").values()
+               if a["Properties"].get("Namespace") == "AWS/Lambda"}
+    assert watched == {(m, json.dumps({"Ref": f})) for f in functions for m in FUNCTION_METRICS}
 
-    # The Lambda bundle holds the app and Linux builds of the compiled dependencies.
-    bundle = next(out.glob("asset.*.zip"))
+    # B4: the Lambda bundle (slimmed, infra/package.py) holds the app and Linux builds of the
+    # compiled dependencies, and is within 15 MB zipped and 62.5 MB unzipped, without tests or docs.
+    [bundle] = list(out.glob("asset.*.zip"))
     with zipfile.ZipFile(bundle) as zf:
         names = zf.namelist()
     tops = {n.split("/")[0] for n in names}
-    assert {"app.py", "chalicelib", "pynamodb", "argon2", "pyotp", "aws_lambda_powertools"} <= tops
+    assert {"app.py", "chalicelib", "pynamodb", "argon2", "pyotp", "aws_lambda_powertools", "fhir"} <= tops
     assert any(n.startswith("_argon2_cffi_bindings/") and n.endswith(".so") for n in names)
+    assert "tests" not in tops and not any(n.startswith(("tests/", "docs/", "bench/", "infra/")) for n in names)
+    sizes = package.sizes(bundle)
+    print(f"B4 bundle: {sizes.zipped / 1e6:.2f} MB zipped ({sizes.zipped / 50e6:.2f} of 50 MB), "
+          f"{sizes.unzipped / 1e6:.2f} MB unzipped ({sizes.unzipped / 250e6:.2f} of 250 MB); "
+          f"largest: {package.largest(bundle, 3)}")
+    assert sizes.zipped <= package.ZIPPED_LIMIT and sizes.unzipped <= package.UNZIPPED_LIMIT
+    assert package.offending(names) == []
+    _slim_bundle_runs(bundle, tmp_path / "bundle")
 
     findings = [
         f"{m.rule.id} {m.message[:200]}"
@@ -395,3 +427,30 @@ def test_dev_stack_with_chalice_app_synthesizes_offline(tmp_path):
         if m.rule.id[0] in "EW" and m.rule.id not in CFN_LINT_IGNORED
     ]
     assert findings == []
+
+
+#: Run with only the bundle on sys.path (``-S``: no site-packages): every AWS client the app makes,
+#: a presigned S3 URL, the app, the Stripe adapter, the PDF renderer, and a FHIR R4B validation.
+_BUNDLE_CHECK = """
+import sys, boto3
+assert all(not p.endswith("site-packages") for p in sys.path), sys.path
+for service in sys.argv[1].split(","):
+    boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+assert "Signature=" in s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"})
+import app, chalicelib.payments.processors.stripe, chalicelib.statements.render, chalicelib.imports.fhir
+from fhir.resources.R4B import get_fhir_model_class
+get_fhir_model_class("Bundle").model_validate({"resourceType": "Bundle", "type": "collection", "entry": [
+    {"resource": {"resourceType": "Patient", "id": "p1", "name": [{"family": "Doe", "given": ["Ann"]}]}}]})
+print("bundle ok")
+"""
+
+
+def _slim_bundle_runs(bundle: Path, tree: Path) -> None:
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(tree)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(tree), "AWS_DEFAULT_REGION": "us-east-1",
+           "FRONTDESK_TABLE": "frontdesk-dev"}
+    run = subprocess.run([sys.executable, "-S", "-c", _BUNDLE_CHECK, ",".join(sorted(package.AWS_SERVICES))],
+                         cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "bundle ok" in run.stdout, run.stderr[-4000:]

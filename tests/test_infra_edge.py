@@ -26,11 +26,27 @@ def test_signin_and_code_endpoints_are_rate_limited_per_address(template):
     signin = rules["signin-per-ip"]["Statement"]["RateBasedStatement"]
     assert signin["AggregateKeyType"] == "IP" and signin["EvaluationWindowSec"] == 300
     assert signin["Limit"] == STAGES["prod"].waf_signin_limit <= 100
-    match = signin["ScopeDownStatement"]["ByteMatchStatement"]
-    assert (match["SearchString"], match["PositionalConstraint"]) == ("/signin", "STARTS_WITH")
+    assert _matches(signin) == {("/signin", "STARTS_WITH"), ("/api/signin", "STARTS_WITH")}
     assert rules["signin-per-ip"]["Action"] == {"Block": {}}
     links = rules["links-per-ip"]["Statement"]["RateBasedStatement"]
-    assert links["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/l/"
+    assert _matches(links) == {("/l/", "STARTS_WITH"), ("/api/l/", "STARTS_WITH")}
+
+
+def test_statement_code_lookups_are_rate_limited_per_address(template):
+    """``GET /v1/clinics/{clinic}/statements/verify/{code}`` checks a code: limited like sign-in."""
+    rule = _rules(template)["codes-per-ip"]
+    codes = rule["Statement"]["RateBasedStatement"]
+    assert rule["Action"] == {"Block": {}} and codes["AggregateKeyType"] == "IP"
+    assert codes["Limit"] == STAGES["prod"].waf_signin_limit and codes["EvaluationWindowSec"] == 300
+    assert _matches(codes) == {("/statements/verify/", "CONTAINS")}
+
+
+def _matches(rate: dict) -> set[tuple[str, str]]:
+    """(search string, constraint) of a rate rule's scope-down statement (one match or an OR)."""
+    scope = rate["ScopeDownStatement"]
+    statements = scope["OrStatement"]["Statements"] if "OrStatement" in scope else [scope]
+    return {(m["ByteMatchStatement"]["SearchString"], m["ByteMatchStatement"]["PositionalConstraint"])
+            for m in statements}
 
 
 def test_managed_rule_groups_and_default_allow(template):

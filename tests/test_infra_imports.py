@@ -15,7 +15,6 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
@@ -53,31 +52,35 @@ def test_the_import_bucket_is_private_encrypted_and_named_per_stage(dev):
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                for s in statements)
-    [read] = [s for s in statements if s["Effect"] == "Allow"]
+    assert [s for s in statements if s["Effect"] == "Allow"] == []  # access is in the function roles
+    [read] = [s for r in _resources(dev, "AWS::IAM::Role").values() for p in r["Properties"]["Policies"]
+              for s in p["PolicyDocument"]["Statement"] if s["Sid"] == "ImportsRead"]
     assert read["Action"] == "s3:GetObject" and PREFIX + "*" in json.dumps(read["Resource"])
-    assert read["Principal"] == {"AWS": {"Fn::GetAtt": ["ApiRoleDE7A08EC", "Arn"]}}
+    assert "frontdesk-dev-imports" in json.dumps(read["Resource"])
+    assert logical_id not in json.dumps(read["Resource"])  # no reference to the bucket: no cycle
 
 
-def test_the_failure_destination_is_an_encrypted_queue_the_role_may_send_to(dev):
+def test_the_failure_destination_is_an_encrypted_queue_only_the_import_function_may_send_to(dev):
     queues = {k: v for k, v in _resources(dev, "AWS::SQS::Queue").items() if k.startswith("ImportsFailures")}
     [(logical_id, queue)] = queues.items()
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert "KmsMasterKeyId" in queue["Properties"]
-    [policy] = [p for p in _resources(dev, "AWS::SQS::QueuePolicy").values()
-                if p["Properties"]["Queues"] == [{"Ref": logical_id}]]
-    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
-    assert [s["Action"] for s in allows] == ["sqs:SendMessage"]
+    holders = {role_id: s for role_id, r in _resources(dev, "AWS::IAM::Role").items()
+               for p in r["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
+               if s["Sid"] == "ImportsFailed"}
+    [(role_id, send)] = holders.items()
+    assert role_id.startswith("ApiRoleImportObjectCreated")
+    assert send["Action"] == "sqs:SendMessage" and send["Resource"] == {"Fn::GetAtt": [logical_id, "Arn"]}
 
 
 def _wired() -> dict[str, Any]:
     """The construct given a stand-in for the SAM function Chalice generates."""
     stack = cdk.Stack(cdk.App(), "wired")
     key = kms.Key(stack, "Key")
-    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     topic = sns.Topic(stack, "Topic")
     function = cdk.CfnResource(stack, FUNCTION, type="AWS::Serverless::Function",
                                properties={"Handler": "app.import_object_created", "Runtime": "python3.11"})
-    Imports(stack, "Imports", stage="prod", key=key, role=role, alarm_topic=topic, function=function)
+    Imports(stack, "Imports", stage="prod", key=key, alarm_topic=topic, function=function)
     return Template.from_stack(stack).to_json()
 
 

@@ -34,11 +34,12 @@ def _of(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 
 
-def test_the_stage_stack_gains_one_nested_stack_and_nothing_else(stack):
+def test_the_stage_stack_gains_one_nested_stack_and_grants_in_the_roles(stack):
     parent = Template.from_stack(stack).to_json()
     nested_id = stack.resolve(stack.notify.nested_stack_resource.logical_id)
     assert parent["Resources"][nested_id]["Type"] == "AWS::CloudFormation::Stack"
-    assert "notify" not in json.dumps({k: v for k, v in parent["Resources"].items() if k != nested_id}).lower()
+    others = {k: v for k, v in parent["Resources"].items() if k != nested_id and v["Type"] != "AWS::IAM::Role"}
+    assert "notify" not in json.dumps(others).lower()
 
 
 def test_work_queue_visibility_covers_six_worker_timeouts_and_dead_letters_after_five(nested):
@@ -80,21 +81,28 @@ def test_sms_configuration_set_reports_delivery_status_to_its_topic(nested):
     assert dest["SnsDestination"] == {"TopicArn": {"Ref": status}}
 
 
-def test_the_app_role_may_send_and_use_the_queue_and_nothing_wider(nested):
-    [policy] = _of(nested, "AWS::IAM::Policy").values()
-    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert set(statements) == {"SendEmail", "SendSms", "Enqueue", "Consume"}
-    assert statements["SendEmail"]["Action"] == "ses:SendEmail"
-    assert "configuration-set/frontdesk-dev-notify" in json.dumps(statements["SendEmail"]["Resource"])
-    assert statements["SendSms"] == {"Sid": "SendSms", "Action": "sns:Publish", "Effect": "Allow", "Resource": "*"}
-    for sid in ("Enqueue", "Consume"):
-        assert list(statements[sid]["Resource"]) == ["Fn::GetAtt"]  # the work queue's ARN only
-    for statement in statements.values():
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        assert not any(a.endswith("*") for a in actions)
-        if statement["Sid"] != "SendSms":  # publishing to a phone number has no resource ARN
-            assert statement["Resource"] != "*"
-    assert len(policy["Properties"]["Roles"]) == 1
+def test_only_the_functions_that_send_may_send_and_nothing_wider(stack, nested):
+    parent = Template.from_stack(stack).to_json()
+    assert _of(nested, "AWS::IAM::Policy") == {} and _of(parent, "AWS::IAM::Policy") == {}
+    grants: dict[str, dict[str, Any]] = {}
+    for role_id, role in _of(parent, "AWS::IAM::Role").items():
+        for statement in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+            grants.setdefault(statement["Sid"], {})[role_id] = statement
+    senders = {r.split("Role")[1][:-8] or "APIHandler" for r in grants["SendEmail"]}
+    assert senders == {"APIHandler", "NotifyWorker", "NotifySmsInbound"}
+    assert set(grants["SendSms"]) == set(grants["SendEmail"])
+    for statement in grants["SendEmail"].values():
+        assert statement["Action"] == "ses:SendEmail"
+        assert "configuration-set/frontdesk-dev-notify" in json.dumps(statement["Resource"])
+    for statement in grants["SendSms"].values():  # publishing to a phone number has no resource ARN
+        assert statement == {"Sid": "SendSms", "Action": "sns:Publish", "Effect": "Allow", "Resource": "*"}
+    [consumer] = grants["NotifyConsume"]
+    assert consumer.startswith("ApiRoleNotifyWorker")
+    for sid in ("NotifyEnqueue", "NotifyConsume"):
+        for statement in grants[sid].values():
+            assert "Fn::GetAtt" in json.dumps(statement["Resource"]) and "Outputs" in json.dumps(statement["Resource"])
+            assert not any(a.endswith("*") for a in ([statement["Action"]] if isinstance(statement["Action"], str)
+                                                     else statement["Action"]))
 
 
 def test_alarms_on_undelivered_work_and_reputation_notify_the_stage_topic(nested):
@@ -110,11 +118,9 @@ def test_alarms_on_undelivered_work_and_reputation_notify_the_stage_topic(nested
 def test_wiring_points_chalice_handlers_at_the_stage_resources():
     app = cdk.App()
     stack = cdk.Stack(app, "S")
-    from aws_cdk import aws_iam as iam
     from aws_cdk import aws_sns as sns
 
-    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-    notify = infra_notify.Notify(stack, "Notify", config=STAGES["dev"], role=role, alarm_topic=sns.Topic(stack, "T"))
+    notify = infra_notify.Notify(stack, "Notify", config=STAGES["dev"], alarm_topic=sns.Topic(stack, "T"))
     functions = {}
     for name, event, kind in (("NotifyWorker", "NotifyWorkerSqsEventSource", "SQS"),
                               ("NotifySesEvents", "NotifySesEventsSnsSubscription", "SNS"),

@@ -53,9 +53,14 @@ def test_pdf_bucket_is_private_encrypted_with_the_stage_key_and_expires_pdfs(tem
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in statements if s["Effect"] == "Deny"]
     assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    [allow] = [s for s in statements if s["Effect"] == "Allow"]
-    assert allow["Principal"] == {"AWS": ROLE} and sorted(allow["Action"]) == ["s3:GetObject", "s3:PutObject"]
-    assert allow["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}
+    assert [s for s in statements if s["Effect"] == "Allow"] == []  # access is in the function roles
+    grants = _role_statements(template)
+    objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}
+    assert {r: sorted(_list(s["Action"])) for (r, sid), s in grants.items() if sid.startswith("Pdfs")} == {
+        "ApiRoleDE7A08EC": ["s3:GetObject"],  # the portal presigns PDF links
+        _role_of(template, "StatementPages"): ["s3:GetObject", "s3:PutObject"],
+    }
+    assert all(s["Resource"] == objects for (_, sid), s in grants.items() if sid.startswith("Pdfs"))
 
 
 def test_pdf_window_comes_from_the_stage_config():
@@ -84,15 +89,35 @@ def test_queue_has_a_dead_letter_queue_and_a_visibility_above_six_lambda_timeout
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                    for s in statements)
-        for s in (s for s in statements if s["Effect"] == "Allow"):
-            assert s["Principal"] == {"AWS": ROLE}
-            assert set(s["Action"]) == set(infra_statements.SQS_ACTIONS)
-            assert not any("*" in a for a in s["Action"])
+        assert [s for s in statements if s["Effect"] == "Allow"] == []
+    grants = _role_statements(template)
+    main = {"Fn::GetAtt": [main_id, "Arn"]}
+    assert grants[(_role_of(template, "StatementRunsStart"), "PagesEnqueue")]["Action"] == "sqs:SendMessage"
+    consume = grants[(_role_of(template, "StatementPages"), "PagesConsume")]
+    assert set(consume["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                                      "sqs:GetQueueAttributes"} and consume["Resource"] == main
+    assert {r for (r, sid) in grants if sid.startswith("Pages")} == {_role_of(template, "StatementRunsStart"),
+                                                                   _role_of(template, "StatementPages")}
 
 
-def test_the_role_keeps_its_single_inline_policy(template):
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _role_of(template: dict[str, Any], function: str) -> str:
+    [role_id] = [k for k in _of(template, "AWS::IAM::Role", prefix="") if k.startswith(f"ApiRole{function}")]
+    return role_id
+
+
+def _role_statements(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(role logical id, statement Sid) -> statement, over every role of the stack."""
+    return {(role_id, s["Sid"]): s for role_id, r in _of(template, "AWS::IAM::Role", prefix="").items()
+            for p in r["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]}
+
+
+def test_roles_hold_all_permissions_inline(template):
     assert _of(template, "AWS::IAM::Policy", prefix="") == {}
-    assert list(_of(template, "AWS::IAM::Role", prefix="")) == ["ApiRoleDE7A08EC"]
+    assert "ApiRoleDE7A08EC" in _of(template, "AWS::IAM::Role", prefix="")
 
 
 class _FakeChalice:
@@ -117,9 +142,8 @@ def test_chalice_functions_get_the_bucket_queue_and_partial_batch_failures(tmp_p
     path = tmp_path / "sam.json"
     path.write_text(json.dumps(sam))
     stack = cdk.Stack(cdk.App(), "s")
-    role = cdk.aws_iam.Role(stack, "Role", assumed_by=cdk.aws_iam.ServicePrincipal("lambda.amazonaws.com"))
     key = cdk.aws_kms.Key(stack, "Key")
-    built = infra_statements.Statements(stack, "Statements", key=key, role=role, pdf_days=120,
+    built = infra_statements.Statements(stack, "Statements", key=key, pdf_days=120,
                                         chalice=_FakeChalice(stack, path))
     resources = Template.from_stack(stack).to_json()["Resources"]
     queue_ref = stack.resolve(built.queue.queue_url)

@@ -18,7 +18,6 @@ from typing import Any
 from chalice import Blueprint, Cron, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib.core.errors import DomainError
 from chalicelib.payments import services
 from chalicelib.payments.queue import QUEUE_NAME
 
@@ -55,7 +54,7 @@ def processor_events_consume(event: SQSEvent) -> dict[str, Any]:
             body = json.loads(record.body)
             services.processor_event_handle(clinic_id=str(body["clinic_id"]), processor=str(body["processor"]),
                                             event_id=str(body["event_id"]))
-        except (DomainError, KeyError, ValueError, TypeError) as exc:
+        except Exception as exc:  # any failure (a DynamoDB error too) means "retry this record alone" (R7)
             log.warning("processor event not handled; will be redelivered",
                         extra={"message_id": message_id, "error": type(exc).__name__})
             failures.append({"itemIdentifier": message_id})
