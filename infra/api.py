@@ -53,6 +53,12 @@ DYNAMODB_ACTIONS: tuple[str, ...] = (
 #: What DynamoDB needs of the caller on a table encrypted with a customer-managed key.
 KMS_ACTIONS: tuple[str, ...] = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 
+#: Lambda advanced logging for every function: JSON lines (the ``extra=`` fields of a log call
+#: become keys; tests/test_logging_phi.py checks they carry no PHI or secret), application
+#: records at INFO and above (never botocore's DEBUG wire log, which prints request bodies),
+#: and the platform's own records at WARN. The log group stays ``/aws/lambda/<function>``.
+LOGGING_CONFIG: dict[str, str] = {"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"}
+
 #: Basic execution, scoped to this stack's functions. CreateLogGroup is left out on purpose: this
 #: construct creates each function's log group with the stage's retention, and a function allowed
 #: to create its own would recreate one without retention if it were ever deleted.
@@ -140,22 +146,29 @@ class Api(Construct):
         self.bundle: Any = None
         #: Function logical id (in the SAM template) -> its log group with the stage's retention.
         self.log_groups: dict[str, logs.CfnLogGroup] = {}
+        self._log_retention_days = config.log_retention_days
         if package:
             self.chalice = _chalice_app(stack, config=config, stage_config=self.stage_config)
             self.bundle = self.chalice.bundle_sizes
-            for sam_function in _sam_functions(self.chalice):
-                name = sam_function.node.id
-                if name not in self.roles:
-                    raise ValueError(f"chalice package made a function {name} that infra/roles.py does not list")
-                sam_function.add_property_override("Role", self.roles[name].role_arn)
-                group = logs.CfnLogGroup(
-                    self,
-                    f"{name}Logs",
-                    log_group_name=f"/aws/lambda/{sam_function.ref}",
-                    retention_in_days=config.log_retention_days,
-                )
-                group.apply_removal_policy(RemovalPolicy.RETAIN)
-                self.log_groups[name] = group
+
+    def attach(self, functions: Mapping[str, CfnResource]) -> None:
+        """Give each packaged SAM function (logical id -> resource) its role, its log group with
+        the stage's retention (retained on delete) and :data:`LOGGING_CONFIG`.
+
+        Raises ValueError for a function ``infra/roles.py`` does not list."""
+        for name, sam_function in functions.items():
+            if name not in self.roles:
+                raise ValueError(f"chalice package made a function {name} that infra/roles.py does not list")
+            sam_function.add_property_override("Role", self.roles[name].role_arn)
+            sam_function.add_property_override("LoggingConfig", dict(LOGGING_CONFIG))
+            group = logs.CfnLogGroup(
+                self,
+                f"{name}Logs",
+                log_group_name=f"/aws/lambda/{sam_function.ref}",
+                retention_in_days=self._log_retention_days,
+            )
+            group.apply_removal_policy(RemovalPolicy.RETAIN)
+            self.log_groups[name] = group
 
     def functions(self) -> dict[str, CfnResource]:
         """The packaged SAM functions by logical id (empty when not packaged)."""

@@ -6,8 +6,6 @@
 
 Run from the repository root with it on ``PYTHONPATH``. The alarm address of a stage comes from
 CDK context ``frontdesk:<stage>:alarm_email`` (``cdk deploy -c frontdesk:prod:alarm_email=ops@...``);
-``frontdesk:<stage>:stripe=true`` gives the payment functions the Stripe keys of the stage's secret
-and ``frontdesk:<stage>:secrets_version=<id>`` pins the secret's version (``infra/secrets.py``);
 ``frontdesk:<stage>:portal_url``, ``:sender_email`` and ``:sms_origination_number`` set the
 deployment's public URL and default senders (``StageConfig.environment``).
 The stacks are environment-agnostic unless the CDK CLI supplies an account and region.
@@ -37,8 +35,6 @@ def build_app(*, stages: Iterable[str] = tuple(STAGES), with_api: bool = True, o
         email = app.node.try_get_context(f"frontdesk:{name}:alarm_email")
         if email:
             config = dataclasses.replace(config, alarm_email=str(email))
-        if str(app.node.try_get_context(f"frontdesk:{name}:stripe") or "").lower() in ("1", "true", "yes"):
-            config = dataclasses.replace(config, stripe=True)
         settings: dict[str, str] = {}
         for field in ("portal_url", "sender_email", "sms_origination_number"):
             value = app.node.try_get_context(f"frontdesk:{name}:{field}")
@@ -48,9 +44,6 @@ def build_app(*, stages: Iterable[str] = tuple(STAGES), with_api: bool = True, o
                                      sender_email=settings.get("sender_email", config.sender_email),
                                      sms_origination_number=settings.get("sms_origination_number",
                                                                          config.sms_origination_number))
-        version = app.node.try_get_context(f"frontdesk:{name}:secrets_version")
-        if version:
-            config = dataclasses.replace(config, secrets_version=str(version))
         FrontdeskStack(app, config, with_api=with_api, env=env)
     return app
 

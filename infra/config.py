@@ -29,8 +29,6 @@ class StageConfig:
     ``portal_url`` (the portal's public base URL, ``FRONTDESK_PORTAL_URL``), ``sender_email``
     (``FRONTDESK_SENDER_EMAIL``) and ``sms_origination_number`` (``FRONTDESK_SMS_ORIGINATION_NUMBER``)
     go to every function when set (:meth:`environment`).
-    ``stripe``: the Stripe keys are in the stage's secret, give them to the payment functions;
-    ``secrets_version``: pin the secret references to this version id (infra/secrets.py).
     """
 
     stage: str
@@ -42,8 +40,6 @@ class StageConfig:
     waf_link_limit: int = 150
     waf_overall_limit: int = 2000
     statement_pdf_days: int = 120
-    stripe: bool = False
-    secrets_version: str | None = None
     portal_url: str | None = None
     sender_email: str | None = None
     sms_origination_number: str | None = None

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: AWS services the application makes clients for: PynamoDB (dynamodb), import files and
-#: statement PDFs (s3), the three work queues (sqs), email (ses) and SMS (sns).
-AWS_SERVICES: frozenset[str] = frozenset({"dynamodb", "s3", "sqs", "ses", "sns"})
+#: statement PDFs (s3), the three work queues (sqs), email (ses), SMS (sns) and the application
+#: secret (secretsmanager, ``chalicelib.core.secrets``).
+AWS_SERVICES: frozenset[str] = frozenset({"dynamodb", "s3", "sqs", "ses", "sns", "secretsmanager"})
 #: FHIR model packages kept (the reader validates against R4B only).
 FHIR_KEPT: tuple[str, ...] = ("fhir/resources/R4B/",)
 #: Directory names never shipped from a dependency (never a package the app imports).

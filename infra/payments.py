@@ -39,6 +39,8 @@ MAX_RECEIVES = 5
 STUCK_SECONDS = 900
 #: Consumers at once: postings for one guarantor conflict and retry; a few is plenty.
 MAX_CONCURRENCY = 5
+#: The processor of every cloud stage (``FRONTDESK_PROCESSOR``).
+PROCESSOR = "stripe"
 
 
 class Payments(Construct):
@@ -55,8 +57,12 @@ class Payments(Construct):
             visibility_timeout=Duration.seconds(6 * function_timeout_seconds(CONSUMER, stage)),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dead_letters))
-        #: What the application reads from its environment (``chalicelib/payments/queue.py``).
-        self.environment = {"FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL": self.queue.queue_url}
+        #: What the application reads from its environment (``chalicelib/payments/queue.py``), and
+        #: the deployment's processor: Stripe, so the sandbox (payments in process memory, hosted
+        #: pages standing for a processor's domain) is off and its pages answer 404
+        #: (``chalicelib/payments/processors/registry.py``).
+        self.environment = {"FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL": self.queue.queue_url,
+                            "FRONTDESK_PROCESSOR": PROCESSOR}
         period = Duration.minutes(5)
         #: Alarm construct id -> alarm; each notifies the stage's alarm topic.
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -85,7 +91,7 @@ class Payments(Construct):
         }
 
     def wire(self, functions: dict[str, Any]) -> None:
-        """Give every SAM function (by logical id) the queue's URL, and point the consumer at
+        """Give every SAM function (by logical id) the queue's URL and the processor, and point the consumer at
         ``Events`` with ``ReportBatchItemFailures`` (Chalice emits neither) and bounded concurrency."""
         for fn in functions.values():
             for name, value in self.environment.items():

@@ -16,7 +16,13 @@ do. Grants follow the calls each handler's code path makes:
   and the statement PDF bucket (the portal presigns PDF links, so the API reads);
 - ``payments_enqueue`` / ``payments_consume``: processor events (the webhook route enqueues);
 - ``imports_read`` / ``imports_failed``: the dropped file and the import failure destination
-  (Lambda sends a failed event there as the function's role).
+  (Lambda sends a failed event there as the function's role);
+- ``secrets_read``: ``secretsmanager:GetSecretValue`` on the application secret only
+  (``infra/secrets.py``), for every function whose code may read the code pepper or the
+  processor's keys (``chalicelib.core.secrets``): all but the import function.
+
+``processor`` marks the functions whose code path may call the payment processor (Stripe): their
+Lambda timeout covers Stripe's worst case too (R6, ``tests/test_infra.py``).
 """
 
 from __future__ import annotations
@@ -35,40 +41,44 @@ CONSUME_ACTIONS: tuple[str, ...] = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "
 #: Every grant a function may hold; the statements come from the constructs owning the resources.
 GRANTS: frozenset[str] = frozenset({
     "send", "notify_enqueue", "notify_consume", "statements_enqueue", "statements_consume", "pdfs_read",
-    "pdfs_write", "payments_enqueue", "payments_consume", "imports_read", "imports_failed",
+    "pdfs_write", "payments_enqueue", "payments_consume", "imports_read", "imports_failed", "secrets_read",
 })
 
 
 @dataclass(frozen=True)
 class Function:
     """One Lambda function of the app: its Chalice name (the handler's ``name``, ``api_handler``
-    for the API), the logical id ``chalice package`` gives it, and its grants."""
+    for the API), the logical id ``chalice package`` gives it, its grants, and whether it may
+    call the payment processor (``processor``)."""
 
     name: str
     logical_id: str
     grants: frozenset[str]
+    processor: bool = False
 
 
-def _fn(name: str, logical_id: str, *grants: str) -> Function:
+def _fn(name: str, logical_id: str, *grants: str, processor: bool = False) -> Function:
     unknown = set(grants) - GRANTS
     if unknown:
         raise ValueError(f"unknown grants {sorted(unknown)} for {name}")
-    return Function(name, logical_id, frozenset(grants))
+    return Function(name, logical_id, frozenset(grants), processor)
 
 
 FUNCTIONS: tuple[Function, ...] = (
-    _fn("api_handler", "APIHandler", "send", "notify_enqueue", "pdfs_read", "payments_enqueue"),
+    _fn("api_handler", "APIHandler", "send", "notify_enqueue", "pdfs_read", "payments_enqueue", "secrets_read",
+        processor=True),
     _fn("import_object_created", "ImportObjectCreated", "imports_read", "imports_failed"),
-    _fn("statement_runs_start", "StatementRunsStart", "statements_enqueue"),
-    _fn("statement_pages", "StatementPages", "statements_consume", "pdfs_write"),
-    _fn("notify_due_hourly", "NotifyDueHourly", "notify_enqueue"),
-    _fn("notify_worker", "NotifyWorker", "notify_consume", "notify_enqueue", "send"),
-    _fn("notify_ses_events", "NotifySesEvents"),
-    _fn("notify_sms_status", "NotifySmsStatus"),
-    _fn("notify_sms_inbound", "NotifySmsInbound", "send", "notify_enqueue"),
-    _fn("reference_batches_open", "ReferenceBatchesOpen"),
-    _fn("payment_attempts_complete", "PaymentAttemptsComplete", "notify_enqueue"),
-    _fn("processor_events_consume", "ProcessorEventsConsume", "payments_consume", "notify_enqueue"),
+    _fn("statement_runs_start", "StatementRunsStart", "statements_enqueue", "secrets_read"),
+    _fn("statement_pages", "StatementPages", "statements_consume", "pdfs_write", "secrets_read"),
+    _fn("notify_due_hourly", "NotifyDueHourly", "notify_enqueue", "secrets_read"),
+    _fn("notify_worker", "NotifyWorker", "notify_consume", "notify_enqueue", "send", "secrets_read"),
+    _fn("notify_ses_events", "NotifySesEvents", "secrets_read"),
+    _fn("notify_sms_status", "NotifySmsStatus", "secrets_read"),
+    _fn("notify_sms_inbound", "NotifySmsInbound", "send", "notify_enqueue", "secrets_read"),
+    _fn("reference_batches_open", "ReferenceBatchesOpen", "secrets_read", processor=True),
+    _fn("payment_attempts_complete", "PaymentAttemptsComplete", "notify_enqueue", "secrets_read", processor=True),
+    _fn("processor_events_consume", "ProcessorEventsConsume", "payments_consume", "notify_enqueue", "secrets_read",
+        processor=True),
 )
 BY_LOGICAL_ID: dict[str, Function] = {f.logical_id: f for f in FUNCTIONS}
 
@@ -76,7 +86,12 @@ BY_LOGICAL_ID: dict[str, Function] = {f.logical_id: f for f in FUNCTIONS}
 def function_timeout_seconds(name: str, stage: str) -> int:
     """The Lambda timeout of the Chalice function ``name`` in ``stage``, looked up in
     ``.chalice/config.json`` in Chalice's own order: the stage's per-function setting, the stage,
-    the app's per-function setting, the app, Chalice's default (60 s)."""
+    the app's per-function setting, the app, Chalice's default (60 s).
+
+    ``.chalice/config.json`` (R6, SERVERLESS-PERF-REL.md): every function 30 s (DynamoDB's
+    worst case 9 s + Secrets Manager's 6 s ≤ half of it); the API and the functions calling
+    the processor 60 s (+ Stripe's 12 s: 27 s, below API Gateway's 29 s and half of 60 s);
+    statement pages, runs and imports longer for their batch work."""
     config: dict[str, Any] = json.loads((SOURCE_DIR / ".chalice" / "config.json").read_text())
     stage_cfg = config.get("stages", {}).get(stage, {})
     for scope in (stage_cfg.get("lambda_functions", {}).get(name, {}), stage_cfg,

@@ -1,18 +1,17 @@
-"""The stage's application secrets: one Secrets Manager secret, ``frontdesk-<stage>/app``.
+"""The stage's application secret: one Secrets Manager secret, ``frontdesk-<stage>/app``.
 
 It holds ``code_pepper`` (generated here: the HMAC key of one-time codes, payment-link subjects
 and statement verification codes, SECURITY.md R16) and, put by the operator after the first
 deploy, ``stripe_secret_key``, ``stripe_webhook_secret`` and ``stripe_publishable_key``
 (README, Production). The secret is encrypted with the stage key and retained.
 
-The functions get the values as CloudFormation dynamic references
-(``{{resolve:secretsmanager:<arn>:SecretString:<key>::<version>}}``): the synthesized template,
-``.chalice/config.json`` and the CDK code hold no secret value (R17 scans them), and
-CloudFormation resolves the reference when it deploys. The deployed function configuration does
-hold the value (encrypted at rest); reading it from Secrets Manager at first use instead needs
-an application change (a lazy reader in ``chalicelib.core.config`` and the processor registry),
-listed in the README as the next step. A reference is re-resolved only when the template
-changes, so the operator pins the secret's version (``secrets_version`` context) after a change.
+The functions get only the secret's ARN (``FRONTDESK_SECRETS_ARN``) and read the values from
+Secrets Manager on first use, cached per execution environment for minutes
+(``chalicelib.core.secrets``; SERVERLESS-PERF-REL.md §6.3, R17: no secret in environment
+variables, the template or ``.chalice/config.json``). So a value put into the secret reaches
+the functions within the cache's lifetime, with no deploy. The grant ``secrets_read``
+(``infra/roles.py``) is ``secretsmanager:GetSecretValue`` on exactly this secret's ARN; the
+roles already hold ``kms:Decrypt`` on the stage key the secret is encrypted with.
 """
 
 from __future__ import annotations
@@ -20,31 +19,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aws_cdk import CfnResource, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-#: Environment variable -> key in the secret; the pepper goes to every function.
-PEPPER = {"FRONTDESK_CODE_PEPPER": "code_pepper"}
-STRIPE = {
-    "FRONTDESK_STRIPE_SECRET_KEY": "stripe_secret_key",
-    "FRONTDESK_STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
-    "FRONTDESK_STRIPE_PUBLISHABLE_KEY": "stripe_publishable_key",
-}
-#: Functions that call the processor (``chalicelib.payments``): the only ones given Stripe keys.
-STRIPE_FUNCTIONS = frozenset({"APIHandler", "PaymentAttemptsComplete", "ProcessorEventsConsume"})
+from infra.roles import BY_LOGICAL_ID
+
+#: The variable the application reads the secret's ARN from (``chalicelib.core.secrets.ARN_ENV``).
+ARN_ENV = "FRONTDESK_SECRETS_ARN"
+#: The grant (``infra/roles.py``) that lets a function read the secret.
+GRANT = "secrets_read"
 
 
 class Secrets(Construct):
-    """The secret and the references the functions get (see the module docstring).
+    """The secret, the statement that reads it, and its ARN for the functions (module docstring)."""
 
-    ``stripe``: the operator has put the Stripe keys into the secret (``StageConfig.stripe``);
-    until then the functions get no Stripe variables and the processor stays off.
-    ``version``: a secret version id to pin the references to (after rotating a value).
-    """
-
-    def __init__(self, scope: Construct, id_: str, *, stage: str, key: kms.IKey, stripe: bool,
-                 version: str | None) -> None:
+    def __init__(self, scope: Construct, id_: str, *, stage: str, key: kms.IKey) -> None:
         super().__init__(scope, id_)
         self.secret = secretsmanager.Secret(
             self, "App", secret_name=f"frontdesk-{stage}/app", encryption_key=key,
@@ -53,23 +44,19 @@ class Secrets(Construct):
                 secret_string_template="{}", generate_string_key="code_pepper", password_length=48,
                 exclude_punctuation=True),
             removal_policy=RemovalPolicy.RETAIN)
-        self.stripe = stripe
-        self.version = version
 
-    def reference(self, field: str) -> str:
-        """The dynamic reference to ``field`` of the secret (a string CloudFormation resolves)."""
-        return self.secret.secret_value_from_json(field).unsafe_unwrap() if self.version is None else (
-            f"{{{{resolve:secretsmanager:{self.secret.secret_arn}:SecretString:{field}::{self.version}}}}}")
+    def grants(self) -> dict[str, list[iam.PolicyStatement]]:
+        """Grant name -> its statement: ``GetSecretValue`` on this secret's ARN, nothing else."""
+        return {GRANT: [iam.PolicyStatement(sid="AppSecret", actions=["secretsmanager:GetSecretValue"],
+                                            resources=[self.secret.secret_arn])]}
 
     def environment(self, logical_id: str) -> dict[str, str]:
-        """Variables (dynamic references) for the SAM function ``logical_id``."""
-        wanted = dict(PEPPER)
-        if self.stripe and logical_id in STRIPE_FUNCTIONS:
-            wanted.update(STRIPE)
-        return {name: self.reference(field) for name, field in wanted.items()}
+        """Variables for the SAM function ``logical_id``: the secret's ARN if it may read it."""
+        function = BY_LOGICAL_ID.get(logical_id)
+        return {ARN_ENV: self.secret.secret_arn} if function is not None and GRANT in function.grants else {}
 
     def wire(self, functions: Mapping[str, CfnResource]) -> None:
-        """Add the references to every SAM function (logical id -> ``CfnResource``)."""
+        """Give every SAM function (logical id -> ``CfnResource``) that reads the secret its ARN."""
         for logical_id, fn in functions.items():
             for name, value in self.environment(logical_id).items():
                 fn.add_override(f"Properties.Environment.Variables.{name}", value)

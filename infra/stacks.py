@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -58,12 +58,11 @@ class FrontdeskStack(Stack):
         self.imports = Imports(self, "Imports", stage=config.stage, key=self.key, alarm_topic=topic)
         self.notify = Notify(self, "Notify", config=config, alarm_topic=topic)
         self.payments = Payments(self, "Payments", stage=config.stage, alarm_topic=topic)
-        self.secrets = Secrets(self, "Secrets", stage=config.stage, key=self.key, stripe=config.stripe,
-                               version=config.secrets_version)
+        self.secrets = Secrets(self, "Secrets", stage=config.stage, key=self.key)
         self.monitoring.dead_letters("StatementPagesDeadLettered", self.statements.dead_letters, "A statement page")
         #: Grant name (infra/roles.py) -> its statements, from the constructs owning the resources.
         self.grants = {**self.statements.grants(), **self.imports.grants(), **self.notify.grants(),
-                       **self.payments.grants()}
+                       **self.payments.grants(), **self.secrets.grants()}
         with s3_events_wired_by_cdk():  # Chalice cannot package S3 events: Imports wires them
             self.api = Api(self, "Api", config=config, table=self.data.table, key=self.key, package=with_api,
                            grants=self.grants)
@@ -75,12 +74,19 @@ class FrontdeskStack(Stack):
                          link_limit=config.waf_link_limit, overall_limit=config.waf_overall_limit)
         functions = self.api.functions()
         if functions:
-            self.statements.wire(functions)
-            self.imports.wire(functions[IMPORT_FUNCTION])
-            self.notify.wire(functions)
-            self.payments.wire(functions)
-            self.secrets.wire(functions)
-            for fn in functions.values():
-                for name, value in config.environment().items():
-                    fn.add_override(f"Properties.Environment.Variables.{name}", value)
-            self.monitoring.watch_functions(functions)
+            self.wire(functions)
+
+    def wire(self, functions: dict[str, CfnResource]) -> None:
+        """Point the packaged SAM functions (logical id -> resource) at the stack: each its own
+        role, log group and logging configuration (``Api.attach``), event sources, environment
+        (queue URLs, the secret's ARN, the deployment's settings; no secret value), alarms."""
+        self.api.attach(functions)
+        self.statements.wire(functions)
+        self.imports.wire(functions[IMPORT_FUNCTION])
+        self.notify.wire(functions)
+        self.payments.wire(functions)
+        self.secrets.wire(functions)
+        for fn in functions.values():
+            for name, value in self.config.environment().items():
+                fn.add_override(f"Properties.Environment.Variables.{name}", value)
+        self.monitoring.watch_functions(functions)

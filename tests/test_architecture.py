@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -49,7 +50,9 @@ def test_no_floats_in_money_code():
 
 
 def test_import_app_leaves_heavy_and_sending_modules_unloaded():
-    """B3: stripe, the Powertools idempotency utility and SES/SNS/SQS clients stay unimported."""
+    """B3: stripe, the Powertools idempotency utility and SES/SNS/SQS clients stay unimported,
+    and with a secret configured (the cloud) no Secrets Manager client is made: secrets are read
+    on first use, never at import."""
     code = (
         "import sys, app\n"
         "bad = [m for m in ('stripe', 'aws_lambda_powertools.utilities.idempotency', 'aws_xray_sdk',"
@@ -59,20 +62,41 @@ def test_import_app_leaves_heavy_and_sending_modules_unloaded():
         "print(bad, sorted(clients))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1",
+                              "FRONTDESK_SECRETS_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"})
     assert out.stdout.strip() == "[] ['DynamoDB']"
 
 
-def test_timeouts_are_explicit_and_below_api_gateway(dynamodb_endpoint):
-    """R6: connect + read per attempt × attempts stays far below API Gateway's 29 s."""
+def _api_timeout() -> int:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return int(config["lambda_functions"]["api_handler"]["lambda_timeout"])
+
+
+def test_timeouts_are_explicit_and_below_api_gateway(dynamodb_endpoint, monkeypatch):
+    """R6, read from the clients the app builds: DynamoDB, the Secrets Manager client and the
+    Stripe client, each (connect + read) × attempts, together stay below API Gateway's 29 s and
+    within half the API function's Lambda timeout (no library default of 30, 60 or 80 s left)."""
+    from chalicelib.core import secrets
+    from chalicelib.payments.processors.stripe import StripeProcessor
     from chalicelib.store import db
-    client = db.connection().client
-    cfg = client.meta.config
-    attempts = cfg.retries["total_max_attempts"]
+
+    cfg = db.connection().client.meta.config
     assert (cfg.connect_timeout, cfg.read_timeout) == (1, 2)
-    assert (cfg.connect_timeout + cfg.read_timeout) * attempts <= 10 < 29
+    dynamodb = (cfg.connect_timeout + cfg.read_timeout) * cfg.retries["total_max_attempts"]
     for model in (Item, BalanceItem):
         assert model.Meta.read_timeout_seconds <= 2 and model.Meta.connect_timeout_seconds <= 1
+
+    monkeypatch.setattr(secrets, "_client", None)
+    sm = secrets._secretsmanager().meta.config
+    secrets_manager = (sm.connect_timeout + sm.read_timeout) * sm.retries["total_max_attempts"]
+
+    stripe = StripeProcessor(api_key="sk_test_x", webhook_secret="whsec_x")
+    http = stripe.client._requestor._client
+    connect, read = http._timeout
+    stripe_worst = (connect + read) * (1 + stripe.client._requestor._options.max_network_retries)
+    assert (dynamodb, secrets_manager, stripe_worst) == (9, 6, 12)
+    assert dynamodb + secrets_manager + stripe_worst < 29
+    assert dynamodb + secrets_manager + stripe_worst <= 0.5 * _api_timeout()
 
 
 def test_hook_fails_on_a_foreign_key_and_on_scan(dynamodb_endpoint, request_log):

@@ -25,12 +25,16 @@ from aws_cdk.assertions import Capture, Match, Template
 from cfnlint.api import lint_file
 
 from chalicelib.core import config as app_config
+from chalicelib.core import secrets as app_secrets
+from chalicelib.payments.processors import stripe as app_stripe
 from chalicelib.store import schema
 from infra import package
+from infra.api import LOGGING_CONFIG
 from infra.app import build_app
 from infra.config import STAGES, StageConfig
 from infra.monitoring import FUNCTION_METRICS
-from infra.roles import FUNCTIONS
+from infra.roles import FUNCTIONS, function_timeout_seconds
+from infra.secrets import ARN_ENV
 from infra.stacks import FrontdeskStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,6 +235,72 @@ def test_chalice_gets_the_cdk_role_and_the_table(stacks, stage):
     assert stack.api.chalice is None  # with_api=False: nothing packaged
 
 
+def _wired(stage: str) -> tuple[FrontdeskStack, dict[str, Any]]:
+    """A stage stack with stand-ins for the packaged SAM functions (as ``chalice package`` writes
+    them: the stage's variables, no role), wired as the real ones are (``FrontdeskStack.wire``)."""
+    stack = FrontdeskStack(cdk.App(), STAGES[stage], with_api=False)
+    functions = {f.logical_id: cdk.CfnResource(stack, f.logical_id, type="AWS::Serverless::Function", properties={
+        "Runtime": "python3.11", "Handler": "app.app",
+        "Environment": {"Variables": {"FRONTDESK_TABLE": stack.data.table.table_name}}}) for f in FUNCTIONS}
+    stack.wire(functions)
+    return stack, Template.from_stack(stack).to_json()
+
+
+@pytest.fixture(scope="module")
+def wired() -> dict[str, tuple[FrontdeskStack, dict[str, Any]]]:
+    return {stage: _wired(stage) for stage in STAGE_NAMES}
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_no_function_environment_holds_a_secret(wired, stage):
+    """R17, §6.3: functions get the app secret's ARN (those holding ``secrets_read``), never a
+    value nor a CloudFormation dynamic reference (which would put the value into the deployed
+    function configuration); the sandbox is off (``FRONTDESK_PROCESSOR=stripe``)."""
+    _, template = wired[stage]
+    (secret_id, secret) = _only(template, "AWS::SecretsManager::Secret")
+    assert secret["Properties"]["Name"] == f"frontdesk-{stage}/app" and secret["DeletionPolicy"] == "Retain"
+    for function in FUNCTIONS:
+        env = template["Resources"][function.logical_id]["Properties"]["Environment"]["Variables"]
+        text = json.dumps(env)
+        assert "resolve:secretsmanager" not in text and "SecretString" not in text, function.name
+        assert not {"FRONTDESK_CODE_PEPPER", "FRONTDESK_STRIPE_SECRET_KEY", "FRONTDESK_STRIPE_WEBHOOK_SECRET",
+                    "FRONTDESK_STRIPE_PUBLISHABLE_KEY", "FRONTDESK_SANDBOX_SECRET"} & set(env), function.name
+        assert env.get(ARN_ENV) == ({"Ref": secret_id} if "secrets_read" in function.grants else None), function.name
+        assert env["FRONTDESK_PROCESSOR"] == "stripe"
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_get_secret_value_on_exactly_the_app_secret(wired, stage):
+    """R18: ``secretsmanager:GetSecretValue`` on the app secret's ARN, for the functions that read
+    it (all but the import function), and no other Secrets Manager permission anywhere."""
+    _, template = wired[stage]
+    (secret_id, _) = _only(template, "AWS::SecretsManager::Secret")
+    for function in FUNCTIONS:
+        [role_id, _] = template["Resources"][function.logical_id]["Properties"]["Role"]["Fn::GetAtt"]
+        statements = [s for p in template["Resources"][role_id]["Properties"]["Policies"]
+                      for s in p["PolicyDocument"]["Statement"]]
+        found = [s for s in statements if "secretsmanager" in json.dumps(s["Action"])]
+        if "secrets_read" in function.grants:
+            assert found == [{"Sid": "AppSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                              "Resource": {"Ref": secret_id}}], function.name
+        else:
+            assert found == [], function.name
+    assert [f.name for f in FUNCTIONS if "secrets_read" not in f.grants] == ["import_object_created"]
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_every_function_logs_json_at_info(wired, stage):
+    """Lambda advanced logging on every function: JSON records, application level INFO (never
+    botocore's DEBUG wire log), platform records at WARN, into the group made with retention."""
+    _, template = wired[stage]
+    assert LOGGING_CONFIG == {"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"}
+    groups = {json.dumps(g["Properties"]["LogGroupName"]) for g in _resources(template, "AWS::Logs::LogGroup").values()}
+    for function in FUNCTIONS:
+        props = template["Resources"][function.logical_id]["Properties"]
+        assert props["LoggingConfig"] == LOGGING_CONFIG, function.name
+        assert json.dumps({"Fn::Join": ["", ["/aws/lambda/", {"Ref": function.logical_id}]]}) in groups
+
+
 # --- the rest of the stack -----------------------------------------------------------------
 
 
@@ -313,21 +383,29 @@ def _dynamodb_worst_case_seconds(environment: dict[str, str]) -> float:
 
 
 def test_lambda_timeout_covers_dynamodb_worst_case():
-    """R6: DynamoDB's worst case per request stays within half the Lambda timeout and below API
-    Gateway's 29 s integration timeout, for every stage and every per-function override."""
+    """R6: the worst case of one request, Σ (connect + read) × attempts over what the function
+    calls (DynamoDB always; Secrets Manager when it reads the app secret; Stripe when it calls
+    the processor), stays within half the function's Lambda timeout, and below API Gateway's
+    29 s for the API, in every stage with every per-function override. (Retry back-off sleeps
+    between attempts, a few seconds at most, fall in the other half of the Lambda timeout.)"""
     config = _chalice_config()
-    chalice_default_timeout = 60
+    stripe_worst = sum(app_stripe.TIMEOUT) * (1 + app_stripe.MAX_NETWORK_RETRIES)
+    secrets_worst = (app_secrets.CONNECT_TIMEOUT + app_secrets.READ_TIMEOUT) * app_secrets.MAX_ATTEMPTS
+    assert (stripe_worst, secrets_worst) == (app_stripe.WORST_CASE_SECONDS, app_secrets.WORST_CASE_SECONDS) == (12, 6)
     for name, stage in config["stages"].items():
         env = {**config.get("environment_variables", {}), **stage.get("environment_variables", {})}
-        timeout = stage.get("lambda_timeout", config.get("lambda_timeout", chalice_default_timeout))
-        timeouts = {"(stage)": timeout}
-        for scope in (config, stage):
-            for function, settings in scope.get("lambda_functions", {}).items():
-                timeouts[function] = settings.get("lambda_timeout", timeout)
-        worst = _dynamodb_worst_case_seconds(env)
-        assert worst < 29, (name, worst)
-        for function, seconds in timeouts.items():
-            assert worst <= 0.5 * seconds, (name, function, worst, seconds)
+        dynamodb_worst = _dynamodb_worst_case_seconds(env)
+        for function in FUNCTIONS:
+            worst = (dynamodb_worst + ("secrets_read" in function.grants) * secrets_worst
+                     + function.processor * stripe_worst)
+            timeout = function_timeout_seconds(function.name, name)
+            assert worst <= 0.5 * timeout, (name, function.name, worst, timeout)
+            if function.name == "api_handler":
+                assert worst == 9 + 6 + 12 < 29, (name, worst)
+                assert timeout >= 2 * worst
+    # The functions that call the processor are the API and the three payment jobs.
+    assert {f.name for f in FUNCTIONS if f.processor} == {
+        "api_handler", "reference_batches_open", "payment_attempts_complete", "processor_events_consume"}
 
 
 def test_worst_case_uses_the_app_defaults():
@@ -371,15 +449,21 @@ def test_dev_stack_with_chalice_app_synthesizes_offline(tmp_path):
         used_roles.add(role_id)
         env = props["Environment"]["Variables"]
         assert env["FRONTDESK_TABLE"] == table_ref
-        assert "{{resolve:secretsmanager:" in json.dumps(env["FRONTDESK_CODE_PEPPER"])
+        assert "FRONTDESK_CODE_PEPPER" not in env and "resolve:secretsmanager" not in json.dumps(env)
+        assert ("SecretsApp" in json.dumps(env.get(ARN_ENV))) == (logical_id != "ImportObjectCreated")
         assert "PaymentsEvents" in json.dumps(env["FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL"])
+        assert env["FRONTDESK_PROCESSOR"] == "stripe"
+        assert props["LoggingConfig"] == LOGGING_CONFIG
+        assert props["Timeout"] == function_timeout_seconds(next(f.name for f in FUNCTIONS
+                                                                 if f.logical_id == logical_id), "dev")
         assert props["Runtime"] == "python3.11"
     assert functions["APIHandler"]["Properties"]["Role"] == {"Fn::GetAtt": [PERMANENT_LOGICAL_IDS["AWS::IAM::Role"],
                                                                              "Arn"]}
     assert len(_resources(template, "AWS::DynamoDB::Table")) == 1
-    # R17: no secret value anywhere in the template (only references), none in .chalice/config.json.
+    # R17: no secret value anywhere in the template (nor a reference), none in .chalice/config.json.
     text = json.dumps(template) + (ROOT / ".chalice" / "config.json").read_text()
-    for marker in ("sk_live_", "sk_test_", "rk_live_", "whsec_", "frontdesk-local-development-pepper"):
+    for marker in ("sk_live_", "sk_test_", "rk_live_", "whsec_", "frontdesk-local-development-pepper",
+                   "resolve:secretsmanager"):
         assert marker not in text
 
     groups = _resources(template, "AWS::Logs::LogGroup")

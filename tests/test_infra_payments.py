@@ -40,7 +40,9 @@ def test_events_queue_has_a_dlq_after_five_receives_and_visibility_of_six_timeou
     [(main_id, main)] = [(k, v) for k, v in queues.items() if "RedrivePolicy" in v["Properties"]]
     [(dlq_id, dlq)] = [(k, v) for k, v in queues.items() if k != main_id]
     timeout = function_timeout_seconds(infra_payments.CONSUMER, "prod")
-    assert timeout == json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_timeout"]
+    # The consumer calls the processor: its own 60 s (R6), not the app's default.
+    assert timeout == json.loads((ROOT / ".chalice" / "config.json").read_text())[
+        "lambda_functions"][infra_payments.CONSUMER]["lambda_timeout"] == 60
     assert main["Properties"]["VisibilityTimeout"] >= 6 * timeout
     assert main["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
                                                    "maxReceiveCount": 5}
@@ -88,6 +90,7 @@ def test_wiring_turns_on_partial_batch_failures_and_gives_every_function_the_que
     for name in functions:
         env = resources[name]["Properties"]["Environment"]["Variables"]
         assert env["FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL"] == stack.resolve(payments.queue.queue_url)
+        assert env["FRONTDESK_PROCESSOR"] == "stripe"  # the sandbox is off in the cloud
 
 
 def test_the_wired_names_are_the_ones_chalice_generates():

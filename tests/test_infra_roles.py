@@ -4,7 +4,10 @@ settings reach the functions from the stage configuration."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +35,8 @@ def test_grants_are_the_least_each_code_path_needs():
     assert {n for n, g in by.items() if "payments_consume" in g} == {"processor_events_consume"}
     assert {n for n, g in by.items() if "payments_enqueue" in g} == {"api_handler"}
     assert {n for n, g in by.items() if "pdfs_write" in g} == {"statement_pages"}
-    assert by["notify_ses_events"] == by["notify_sms_status"] == by["reference_batches_open"] == frozenset()
+    assert by["notify_ses_events"] == by["notify_sms_status"] == by["reference_batches_open"] == {"secrets_read"}
+    assert {n for n, g in by.items() if "secrets_read" not in g} == {"import_object_created"}
     with pytest.raises(ValueError):
         roles._fn("x", "X", "everything")
 
@@ -40,8 +44,9 @@ def test_grants_are_the_least_each_code_path_needs():
 def test_timeouts_follow_chalices_lookup_order():
     assert roles.function_timeout_seconds("import_object_created", "prod") == 900
     assert roles.function_timeout_seconds("statement_pages", "dev") == 60
-    assert roles.function_timeout_seconds("notify_worker", "dev") == 20  # the app's lambda_timeout
-    assert roles.function_timeout_seconds("no_such_function", "no_such_stage") == 20
+    assert roles.function_timeout_seconds("notify_worker", "dev") == 30  # the app's lambda_timeout
+    assert roles.function_timeout_seconds("api_handler", "prod") == 60  # the API's own setting
+    assert roles.function_timeout_seconds("no_such_function", "no_such_stage") == 30
 
 
 def test_deployment_settings_come_from_context_and_must_be_https():
@@ -56,19 +61,72 @@ def test_deployment_settings_come_from_context_and_must_be_https():
                     portal_url="http://pay.example.org")
 
 
-def test_secrets_reach_functions_only_as_references():
-    """R17: the pepper (generated) and, once the operator put them, the Stripe keys reach the
-    functions as CloudFormation dynamic references; only the payment functions get Stripe's."""
+ROOT = Path(__file__).resolve().parent.parent
+#: Source that reads a secret (the code pepper, or the processor's keys through the registry).
+SECRET_READ = re.compile(r"\.code_pepper\b|\bsecrets\.(value|required)\(")
+
+
+def _module_file(module: str) -> Path | None:
+    for path in (ROOT / (module.replace(".", "/") + ".py"), ROOT / module.replace(".", "/") / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def _reachable(module: str) -> set[str]:
+    """Modules of the app ``module`` may import, at any depth, including imports inside
+    functions (what a handler's code path can run, over-approximated by module)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        path = _module_file(current)
+        if current in seen or path is None:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chalicelib"):
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.startswith("chalicelib"))
+    return seen
+
+
+def _handler_modules() -> dict[str, str]:
+    from app import app
+
+    return {"api_handler": "app", **{e.name: e.handler_string.rsplit(".", 1)[0] for e in app.event_sources}}
+
+
+def test_secret_readers_and_processor_callers_follow_the_code():
+    """R18: a function gets ``secrets_read`` (GetSecretValue on the app secret) exactly when its
+    handler's code can read a secret, and is marked ``processor`` (R6: Stripe's worst case in
+    its timeout) exactly when it can reach the processor registry. A function missing the grant
+    would fail in the cloud only; one holding it needlessly is broader than it needs."""
+    readers = {m for m in _reachable("app") if not m.startswith("chalicelib.core")
+               and (path := _module_file(m)) is not None and SECRET_READ.search(path.read_text(encoding="utf-8"))}
+    assert "chalicelib.payments.processors.registry" in readers and "chalicelib.links.tokens" in readers
+    handlers = _handler_modules()
+    for function in roles.FUNCTIONS:
+        reach = _reachable(handlers[function.name])
+        assert ("secrets_read" in function.grants) == bool(reach & readers), function.name
+        assert function.processor == ("chalicelib.payments.processors.registry" in reach), function.name
+
+
+def test_secrets_reach_functions_only_as_the_secret_arn():
+    """R17: a function gets the secret's ARN (never a value or a dynamic reference) when it holds
+    ``secrets_read``; the grant is GetSecretValue on exactly that ARN."""
     import aws_cdk as cdk
 
-    from infra.secrets import Secrets
+    from infra.secrets import ARN_ENV, Secrets
 
     stack = cdk.Stack(cdk.App(), "S")
-    secrets = Secrets(stack, "Secrets", stage="dev", key=cdk.aws_kms.Key(stack, "K"), stripe=True, version=None)
-    api = {k: stack.resolve(v) for k, v in secrets.environment("APIHandler").items()}
-    assert set(api) == {"FRONTDESK_CODE_PEPPER", "FRONTDESK_STRIPE_SECRET_KEY", "FRONTDESK_STRIPE_WEBHOOK_SECRET",
-                        "FRONTDESK_STRIPE_PUBLISHABLE_KEY"}
-    assert all("{{resolve:secretsmanager:" in str(v) for v in api.values())
-    assert set(secrets.environment("NotifyWorker")) == {"FRONTDESK_CODE_PEPPER"}
-    pinned = Secrets(stack, "Pinned", stage="dev", key=cdk.aws_kms.Key(stack, "K2"), stripe=False, version="v-1")
-    assert str(stack.resolve(pinned.reference("code_pepper"))).count("::v-1}}") == 1
+    secrets = Secrets(stack, "Secrets", stage="dev", key=cdk.aws_kms.Key(stack, "K"))
+    arn = stack.resolve(secrets.secret.secret_arn)
+    assert arn == {"Ref": stack.get_logical_id(secrets.secret.node.default_child)}
+    assert {k: stack.resolve(v) for k, v in secrets.environment("APIHandler").items()} == {ARN_ENV: arn}
+    assert secrets.environment("ImportObjectCreated") == {}
+    [statement] = secrets.grants()["secrets_read"]
+    assert stack.resolve(statement.to_statement_json()) == {
+        "Sid": "AppSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}

@@ -1,6 +1,10 @@
 """The sandbox processor's own pages, under ``/sandbox-processor/``: this path stands for the
 processor's domain. The card form posts here, to the processor, never to a Frontdesk route;
 our handlers never see a card number (SECURITY.md R1). Plain string templates, no scripts.
+
+Only a deployment running the sandbox serves them (``FRONTDESK_PROCESSOR=sandbox``, the embedded
+default; ``registry.sandbox_enabled``): in a cloud stage every one of them answers 404, as if
+the routes did not exist.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from chalice import Blueprint, Response
 from chalicelib.core.money import format_cents
 from chalicelib.payments.errors import ProcessorRejected
 from chalicelib.payments.processors import registry
-from chalicelib.payments.processors.sandbox import PAGE_PREFIX
+from chalicelib.payments.processors.sandbox import PAGE_PREFIX, SandboxProcessor
 
 sandbox_pages = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -23,20 +27,30 @@ HEADERS: dict[str, str | list[str]] = {"Content-Type": "text/html; charset=utf-8
            "Content-Security-Policy": "default-src 'self'; script-src 'none'; frame-ancestors 'none'"}
 
 
+def _sandbox() -> SandboxProcessor | None:
+    """The sandbox, or None when this deployment does not run it (the pages then answer 404)."""
+    return registry.sandbox() if registry.sandbox_enabled() else None
+
+
+def _not_found() -> Response:
+    return _page("Not found", "<p>No such payment.</p>", 404)
+
+
 @sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["GET"])
 def sandbox_pay_page(reference: str) -> Response:
-    view = registry.sandbox().page_view(reference)
+    sandbox = _sandbox()
+    view = sandbox.page_view(reference) if sandbox else None
     if view is None:
-        return _page("Not found", "<p>No such payment.</p>", 404)
+        return _not_found()
     return _pay_form(view, error=None)
 
 
 @sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["POST"], content_types=FORM)
 def sandbox_pay_submit(reference: str) -> Response:
-    sandbox = registry.sandbox()
-    view = sandbox.page_view(reference)
-    if view is None:
-        return _page("Not found", "<p>No such payment.</p>", 404)
+    sandbox = _sandbox()
+    view = sandbox.page_view(reference) if sandbox else None
+    if sandbox is None or view is None:
+        return _not_found()
     form = _form(sandbox_pages.current_request.raw_body)
     try:
         next_url = sandbox.page_submit(reference, form)
@@ -47,8 +61,9 @@ def sandbox_pay_submit(reference: str) -> Response:
 
 @sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["GET"])
 def sandbox_challenge_page(reference: str) -> Response:
-    if registry.sandbox().page_view(reference) is None:
-        return _page("Not found", "<p>No such payment.</p>", 404)
+    sandbox = _sandbox()
+    if sandbox is None or sandbox.page_view(reference) is None:
+        return _not_found()
     action = html.escape(f"{PAGE_PREFIX}/3ds/{reference}")
     return _page("Verify your card", f"<p>Sandbox 3-D Secure check.</p><form method=\"post\" action=\"{action}\">"
                  "<button name=\"action\" value=\"complete\">Complete authentication</button> "
@@ -57,11 +72,14 @@ def sandbox_challenge_page(reference: str) -> Response:
 
 @sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["POST"], content_types=FORM)
 def sandbox_challenge_submit(reference: str) -> Response:
+    sandbox = _sandbox()
+    if sandbox is None:
+        return _not_found()
     form = _form(sandbox_pages.current_request.raw_body)
     try:
-        next_url = registry.sandbox().challenge_submit(reference, passed=form.get("action") == "complete")
+        next_url = sandbox.challenge_submit(reference, passed=form.get("action") == "complete")
     except ProcessorRejected:
-        return _page("Not found", "<p>No such payment.</p>", 404)
+        return _not_found()
     return Response(body="", status_code=303, headers={"Location": next_url, "Cache-Control": "no-store"})
 
 

@@ -8,7 +8,9 @@
 | FRONTDESK_DDB_CONNECT_TIMEOUT / _READ_TIMEOUT | seconds (R6: far below API Gateway's 29 s) | 1 / 2 |
 | FRONTDESK_DDB_MAX_RETRIES | botocore retries after the first attempt | 2 |
 | FRONTDESK_PORTAL_URL | portal base URL; links use it, never the request's Host (R26) | ``http://127.0.0.1:8000`` |
-| FRONTDESK_CODE_PEPPER | key of the one-time-code HMAC (R16); a secret in the cloud | a local value |
+| FRONTDESK_CODE_PEPPER | key of the code HMAC (R16); the cloud: the secret's ``code_pepper`` | a local value |
+| FRONTDESK_SECRETS_ARN | the app secret in Secrets Manager (the cloud; :mod:`.secrets`) | unset: environment |
+| FRONTDESK_PROCESSOR | ``sandbox`` (the sandbox is on) or ``stripe`` (the cloud: sandbox off) | ``sandbox`` |
 | FRONTDESK_STORAGE | where statement PDFs go: ``local`` (a folder) or ``s3`` | ``local`` |
 | FRONTDESK_STATEMENTS_BUCKET | the S3 bucket of statement PDFs (``s3`` storage) | none |
 | FRONTDESK_STATEMENTS_DIR | the folder of statement PDFs (``local`` storage) | ``var/statements`` |
@@ -22,6 +24,11 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from chalicelib.core import secrets
+
+#: The embedded default's pepper (public: never used when a secret ARN is configured).
+LOCAL_CODE_PEPPER = "frontdesk-local-development-pepper"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -34,13 +41,21 @@ class Settings:
     ddb_read_timeout: float
     ddb_max_retries: int
     portal_url: str
-    code_pepper: str
     portal_url_set: bool = False
     storage: str = "local"
     statements_bucket: str | None = None
     statements_dir: str = "var/statements"
     statements_queue_url: str | None = None
     statement_pdf_days: int = 120
+    processor: str = "sandbox"
+
+    @property
+    def code_pepper(self) -> str:
+        """The HMAC key of codes, link subjects and statement codes (SECURITY.md R16): the
+        secret's ``code_pepper`` when ``FRONTDESK_SECRETS_ARN`` is set (read on first use and
+        cached for minutes, never at import), else ``FRONTDESK_CODE_PEPPER`` or the local value.
+        Raises secrets.SecretsUnavailable (transient) or secrets.SecretMissing."""
+        return secrets.required("code_pepper", env="FRONTDESK_CODE_PEPPER", local=LOCAL_CODE_PEPPER)
 
     @property
     def is_local(self) -> bool:
@@ -61,7 +76,6 @@ def settings() -> Settings:
         ddb_read_timeout=float(env.get("FRONTDESK_DDB_READ_TIMEOUT", "2")),
         ddb_max_retries=int(env.get("FRONTDESK_DDB_MAX_RETRIES", "2")),
         portal_url=env.get("FRONTDESK_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/"),
-        code_pepper=env.get("FRONTDESK_CODE_PEPPER", "frontdesk-local-development-pepper"),
         portal_url_set=bool(env.get("FRONTDESK_PORTAL_URL", "").strip()),
         storage=env.get("FRONTDESK_STORAGE", "local").strip().lower() or "local",
         statements_bucket=env.get("FRONTDESK_STATEMENTS_BUCKET") or None,
@@ -70,9 +84,12 @@ def settings() -> Settings:
                         "var", "statements"),
         statements_queue_url=env.get("FRONTDESK_STATEMENTS_QUEUE_URL") or None,
         statement_pdf_days=int(env.get("FRONTDESK_STATEMENT_PDF_DAYS", "120")),
+        processor=env.get("FRONTDESK_PROCESSOR", "sandbox").strip().lower() or "sandbox",
     )
 
 
 def reset() -> None:
-    """Forget cached settings so the next :func:`settings` call re-reads the environment."""
+    """Forget cached settings (and cached secrets) so the next :func:`settings` call re-reads
+    the environment."""
     settings.cache_clear()
+    secrets.reset()
