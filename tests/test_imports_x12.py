@@ -195,6 +195,16 @@ def test_fractions_of_a_cent_are_rejected():
         cents("1.005", "SVC02", 3, "SVC")
 
 
+@pytest.mark.parametrize("text", ["9" * 40, "9" * 40 + ".00", "-" + "9" * 40, "1000000000000", "1e40"])
+def test_amounts_of_a_trillion_dollars_or_more_are_rejected(text):
+    """Regression (fuzz): ``CAS*CO*A2*<40 nines>`` was accepted and failed the write (DynamoDB
+    numbers hold 38 digits) instead of rejecting the file before it."""
+    with pytest.raises(ImportRejected) as rejected:
+        cents(text, "CAS03", 9, "CAS")
+    assert (rejected.value.position, rejected.value.segment_id) == (9, "CAS")
+    assert cents("999999999999.99", "CAS03", 9, "CAS") == 99999999999999
+
+
 def test_a_non_numeric_amount_in_a_file_names_segment_and_element_but_no_value():
     data = small_835()
     clp = data.index(b"CLP*")

@@ -441,7 +441,8 @@ def _eob(res: dict[str, Any], position: int, ordinal: int, index: _Index,
                                code=_code(item.get("productOrService"))[:20] or "ITEM",
                                modifiers=tuple(_code(m) for m in item.get("modifier") or [] if _code(m))[:4],
                                charge_cents=charge, paid_cents=values.get("paid", 0),
-                               date_from=_item_date(item, res), adjustments=adjustments, allowed_cents=allowed))
+                               date_from=_item_date(item, res), adjustments=tuple(adjustments),
+                               allowed_cents=allowed))
     submitted = next((t.get("amount") for t in res.get("total") or [] if _code(t.get("category")) in SUBMITTED), None)
     charge_total = (money.cents(submitted["value"], position, "ExplanationOfBenefit", "total")
                     if isinstance(submitted, dict) and submitted.get("value") is not None

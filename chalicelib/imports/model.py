@@ -59,11 +59,15 @@ class Person:
     consent: dict[str, bool] | None = None
 
 
-@dataclass(slots=True)
-class RemitLine:
+class RemitLine(NamedTuple):
     """One SVC loop (2110): procedure (SVC01 qualifier, code, modifiers), SVC02 charge, SVC03
     paid, SVC04 revenue code, SVC05 units, SVC06 original procedure, DTM*472/150/151 dates,
-    REF*6R line item control number, line CAS, AMT*B6 allowed, LQ*HE remarks."""
+    REF*6R line item control number, line CAS, AMT*B6 allowed, LQ*HE remarks; ``adjusted_cents``
+    is Σ line CAS.
+
+    A named tuple, built once when its loop ends: the 835 reader makes one per service line
+    (50,000 in a 20,000-claim file) and a tuple is built at C speed, several times faster than
+    a dataclass (PERFORMANCE.md S4). Immutable: readers collect a line's parts, then build it."""
 
     position: int
     qualifier: str
@@ -77,9 +81,9 @@ class RemitLine:
     date_from: str | None = None
     date_to: str | None = None
     control: str = ""
-    adjustments: list[Adjustment] = field(default_factory=list)
+    adjustments: tuple[Adjustment, ...] = ()
     allowed_cents: int | None = None
-    remarks: list[str] = field(default_factory=list)
+    remarks: tuple[str, ...] = ()
     adjusted_cents: int = 0
 
 
@@ -162,7 +166,7 @@ class RemitClaim:
     corrected: bool = False
     crossover: bool = False
     rendering_npi: str = ""
-    adjustments: list[Adjustment] = field(default_factory=list)
+    adjustments: tuple[Adjustment, ...] = ()
     lines: list[RemitLine] = field(default_factory=list)
     date_from: str | None = None
     date_to: str | None = None

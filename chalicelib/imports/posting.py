@@ -8,6 +8,13 @@ claim); source key ``claim:<encounter>:<total cents>`` in the guarantor's collec
 claim charged again (another file, a re-run) is AlreadyPosted and posts nothing, another claim
 with the same CLM01 and day is held for review (its lines exist).
 
+Corrections (837 CLM05-3, DATA-FORMATS.md §3): a replacement (7) of a charged claim posts one
+``CHARGE`` entry of the per-line differences (lines re-billed at another amount, new lines,
+lines no longer billed charged back to 0 and kept) and updates the claim index item in the
+same transaction (:func:`_replace`); a void (8) reverses every entry that charged the claim
+(``ledger.entry_reverse``, once each; :func:`_void`). The claim index item keeps those entries'
+sequence numbers (``charge_seqs``).
+
 Remittances (835 CLP, FHIR ExplanationOfBenefit): one ``REMITTANCE`` entry per claim: per
 service line ``ins_cash`` (the payer's payment), ``ins_adj`` with kind ``<group>-<reason>``
 (``CO-45``), ``pat_ar`` with kind deductible / coinsurance / copay / other (CAS group PR
@@ -21,7 +28,9 @@ the transaction, CLP01, CLP07, CLP02, CLP03, CLP04): the same remittance in anot
 posts nothing twice. By CLP02 (§2.3):
 
 - 1/2/3: posted; 19/20/21 (forwarded): posted except the PR amounts, which stay with insurance
-  as pending secondary; 4 (denied) and unknown codes: no adjudication, flagged for review
+  as pending secondary; 2/3/20/21 on a charged visit are netted against what the prior payer
+  left (:func:`_secondary_lines`: OA*23 is not posted again, the patient ends owing the
+  secondary's PR, a surplus goes to unapplied funds); 4 (denied) and unknown codes: no adjudication, flagged for review
   (an unmatched one still creates its visit); 22 (reversal): finds the original posting by
   CLP07 + CLP01 and equal negated CLP03/CLP04, claims it by a conditional update and calls
   ``ledger.entry_reverse``, which takes back exactly what the original posted; without an
@@ -46,6 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 
@@ -59,6 +69,7 @@ from chalicelib.core.errors import (
     InvalidInput,
     LineInCollections,
     Unbalanced,
+    UnknownEntry,
     UnknownServiceLine,
 )
 from chalicelib.core.money import allocate
@@ -79,19 +90,22 @@ from chalicelib.imports.model import (
     RemitClaim,
     RemitLine,
     Visit,
+    VisitLine,
 )
 from chalicelib.imports.people import People, digest, has_name, name_key, normalize_id, person_key
 from chalicelib.ledger import services as ledger
 from chalicelib.ledger.accounts import Account, EntryCode, Line, ResponsibilityKind, part_key
 from chalicelib.store import keys
 from chalicelib.store.db import Tx
-from chalicelib.store.models import ServiceLineItem
+from chalicelib.store.models import PostingKeyItem, ServiceLineItem
 from chalicelib.store.models_imports import BalanceNoticeItem, ClaimRefItem, ImportClaimItem, RemitRefItem
 
 MAX_LINES = 90  # a posting transaction holds up to 100 items; 7 are the entry's own and ours
 MAX_CANDIDATES = 10  # submitted claims read per remitted claim id (or patient and day)
 PR_KINDS = {"1": ResponsibilityKind.DEDUCTIBLE, "2": ResponsibilityKind.COINSURANCE, "3": ResponsibilityKind.COPAY}
 _ENCOUNTER_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+REPLACEMENT, VOID = "7", "8"  # CLM05-3 claim frequency (DATA-FORMATS.md §3)
+SECONDARY = frozenset({"2", "3", "20", "21"})  # CLP02: processed as secondary / tertiary (DATA-FORMATS.md §2.3)
 
 
 @dataclass
@@ -308,9 +322,16 @@ def post_visit(ctx: Context, visit: Visit) -> Outcome:
     """Charge one claim: create guarantor, patient, providers as needed, its service lines and
     one CHARGE entry; returns the outcome (posted, held, already_posted)."""
     amounts = {"charge": visit.charge_cents}
-    if visit.frequency == "8":
-        return record(ctx, visit.ordinal, Outcome("held", review="void claim (CLM05-3 = 8): reverse the original "
-                                                  "charge by hand", amounts=amounts))
+    reviews: list[str] = []
+    if visit.source == "837" and visit.frequency in (REPLACEMENT, VOID):
+        found = _original_visit(ctx, visit)
+        if isinstance(found, str):
+            return record(ctx, visit.ordinal, Outcome("held", review=found, amounts=amounts))
+        if visit.frequency == VOID:
+            return _void(ctx, visit, found)
+        if found is not None:
+            return _replace(ctx, visit, found)
+        reviews.append("replacement (CLM05-3 = 7) of a claim never imported: posted as a new claim")
     people = ctx.people
     if visit.subscriber is None:
         known = people.known_patient(visit.patient_ref) if visit.patient_ref else None
@@ -329,9 +350,7 @@ def post_visit(ctx: Context, visit: Visit) -> Outcome:
         pid = people.patient(gid, g_key, patient, visit.relationship if visit.patient is not None else "self")
         if patient.external_key.startswith("fhir:"):
             people.alias_patient(patient.external_key, gid, pid)
-    first_day = visit.date_from or min((ln.date_of_service for ln in visit.lines if ln.date_of_service), default=None)
-    # CLM01 is often the patient's account number, the same on every claim: the date keeps visits apart.
-    encounter = encounter_for(visit.claim_id, first_day.replace("-", "") if first_day and visit.source == "837" else "")
+    encounter = _encounter_of(visit)
     billing = people.provider(visit.billing, ("billing", "rendering"))
     rendering = people.provider(visit.rendering, ("rendering",))
     referring = people.provider(visit.referring, ("referring",))
@@ -356,7 +375,8 @@ def post_visit(ctx: Context, visit: Visit) -> Outcome:
         ref_lines.append({"line_id": item.line_id, "number": ln.number, "control": ln.control[:50],
                           "code": item.procedure_code, "revenue_code": ln.revenue_code[:8],
                           "modifiers": list(item.modifiers or []), "dos": dos, "charge_cents": ln.charge_cents})
-    outcome = Outcome("posted", guarantor_id=gid, encounter=encounter, matched_by=None, amounts=amounts)
+    outcome = Outcome("posted", review="; ".join(reviews) or None, guarantor_id=gid, encounter=encounter,
+                      matched_by=None, amounts=amounts)
     if not entry:
         return record(ctx, visit.ordinal, Outcome("held", review="the claim has no charge", guarantor_id=gid,
                                                   amounts=amounts))
@@ -364,12 +384,194 @@ def post_visit(ctx: Context, visit: Visit) -> Outcome:
                     visit.date_from or (lines[0].date_of_service if lines else None), visit.source, ref_lines)
 
     def extra(tx: Tx, seq: int) -> None:
+        ref.charge_seqs = [seq]
         tx.put(ref, condition=ClaimRefItem.pk.does_not_exist())
 
     return _post(ctx, visit.ordinal, outcome, code=EntryCode.CHARGE, lines=entry,
                  source_key=f"claim:{encounter}:{visit.charge_cents}",
                  meta={"source": visit.source, "import": ctx.sha256[:16], "claim": str(visit.ordinal)},
                  new_lines=items, extra=extra)
+
+
+def _encounter_of(visit: Visit) -> str:
+    """The encounter number of a claim: CLM01 with the first date of service (837), or the FHIR
+    Claim id. CLM01 is often the patient's account number, the same on every claim: the date
+    keeps visits apart."""
+    first_day = visit.date_from or min((ln.date_of_service for ln in visit.lines if ln.date_of_service), default=None)
+    return encounter_for(visit.claim_id, first_day.replace("-", "") if first_day and visit.source == "837" else "")
+
+
+def _original_visit(ctx: Context, visit: Visit) -> ClaimRefItem | str | None:
+    """The charged claim an 837 replacement or void (CLM05-3 = 7 / 8) refers to: a claim of the
+    same CLM01 and patient, charged from an 837; the one of the same encounter (CLM01 and first
+    date of service) first, else the only one. None when there is none; a review text when
+    several could be meant (DATA-FORMATS.md §3: CLM01 is not unique)."""
+    patient = visit.patient or visit.subscriber
+    if not has_name(patient):
+        return "no subscriber or patient name"
+    assert patient is not None
+    patient_digest = digest(name_key(patient))
+    prefix = f"{claim_key(visit.claim_id)}#{patient_digest[:16]}#"
+    refs = [r for r in ClaimRefItem.query(keys.claim_refs_pk(ctx.clinic_id), ClaimRefItem.sk.startswith(prefix),
+                                          limit=MAX_CANDIDATES, consistent_read=True)
+            if r.origin == "837"]
+    encounter = _encounter_of(visit)
+    same = [r for r in refs if r.encounter == encounter]
+    if same:
+        return same[0]
+    if len(refs) == 1:
+        return refs[0]
+    if refs:
+        what = "replacement" if visit.frequency == REPLACEMENT else "void"
+        return f"{what} (CLM05-3 = {visit.frequency}): several claims with this CLM01 and patient; pick one by hand"
+    return None
+
+
+def _same_line(ln: VisitLine, old: list[dict[str, object]], used: set[int]) -> int | None:
+    """The index of the charged line a replacement's line replaces: the same REF*6R, else the
+    same line number and procedure, else the same procedure and date of service."""
+    free = [i for i in range(len(old)) if i not in used]
+    for i in free:
+        if ln.control and old[i].get("control") == ln.control:
+            return i
+    code = (ln.code or "-")[:20].upper()
+    for i in free:
+        if int(str(old[i].get("number", 0))) == ln.number and old[i].get("code") == code:
+            return i
+    for i in free:
+        if old[i].get("code") == code and old[i].get("dos") == ln.date_of_service:
+            return i
+    return None
+
+
+def _replace(ctx: Context, visit: Visit, ref: ClaimRefItem) -> Outcome:
+    """CLM05-3 = 7: bring the charged claim ``ref`` to what the replacement bills, in one CHARGE
+    entry of the differences per line (DATA-FORMATS.md §3): a line billed again at another
+    amount moves by the difference, a new line is created and charged, a line the replacement
+    no longer bills is charged back to 0 and kept (``dropped``) with its history; the visit's
+    claim index item (its lines, total and charge entries) changes in the same transaction.
+    Source key ``claim:<encounter>:r:<digest of the replacement>``: the same replacement twice
+    posts once. Returns ``replaced``, or ``not_posted`` when no charge changes."""
+    gid, pid, encounter = ref.guarantor_id, ref.patient_id, ref.encounter
+    amounts = {"charge": visit.charge_cents}
+    old = [_plain(x) for x in ref.lines]
+    old_total = int(ref.charge_cents)
+    old_seqs = [int(x) for x in ref.charge_seqs or []]
+    people = ctx.people
+    billing = people.provider(visit.billing, ("billing", "rendering"))
+    rendering = people.provider(visit.rendering, ("rendering",))
+    referring = people.provider(visit.referring, ("referring",))
+    facility = people.facility(visit.facility or visit.billing)
+    fallback = visit.date_from or ref.date_from or ctx.started_at.date().isoformat()
+    delta: dict[str, int] = {}
+    used: set[int] = set()
+    new_items: list[ServiceLineItem] = []
+    lines = [dict(r) for r in old]
+    number = max((int(str(r.get("number", 0))) for r in old), default=0)
+    if len(visit.lines) + len(old) > MAX_LINES:
+        return record(ctx, visit.ordinal, Outcome("held", review="replacement: too many service lines for one "
+                                                  "posting", guarantor_id=gid, amounts=amounts))
+    for ln in visit.lines:
+        dos = ln.date_of_service or fallback
+        i = _same_line(ln, old, used)
+        if i is not None:
+            used.add(i)
+            line_id = str(old[i]["line_id"])
+            delta[line_id] = ln.charge_cents - int(str(old[i].get("charge_cents", 0)))
+            lines[i].update({"charge_cents": ln.charge_cents, "control": ln.control[:50], "dos": dos,
+                             "dropped": False})
+            continue
+        number += 1
+        item = _service_line(ctx, gid, encounter, number, pid, code=ln.code, modifiers=ln.modifiers,
+                             units=ln.units, dos=dos, facility_id=facility, billing_id=billing,
+                             rendering_id=rendering, referring_id=referring, description=ln.description or None)
+        new_items.append(item)
+        delta[item.line_id] = ln.charge_cents
+        lines.append({"line_id": item.line_id, "number": number, "control": ln.control[:50],
+                      "code": item.procedure_code, "revenue_code": ln.revenue_code[:8],
+                      "modifiers": list(item.modifiers or []), "dos": dos, "charge_cents": ln.charge_cents})
+    for i, r in enumerate(old):
+        if i not in used and int(str(r.get("charge_cents", 0))):
+            delta[str(r["line_id"])] = -int(str(r.get("charge_cents", 0)))
+            lines[i].update({"charge_cents": 0, "dropped": True})
+    entry: list[Line] = []
+    for line_id, cents in delta.items():
+        if cents:
+            entry += [Line(Account.INS_AR, cents, line_id), Line(Account.REVENUE, -cents, line_id)]
+    amounts["charge_change"] = visit.charge_cents - old_total
+    outcome = Outcome("replaced", reason=f"replacement (CLM05-3 = 7) of encounter {encounter}", guarantor_id=gid,
+                      encounter=encounter, matched_by="claim id", amounts=amounts)
+    if not entry and not new_items:
+        return record(ctx, visit.ordinal, Outcome("not_posted", reason="replacement (CLM05-3 = 7) changes no charge",
+                                                  guarantor_id=gid, encounter=encounter, amounts=amounts))
+    fingerprint = digest("|".join([str(visit.charge_cents)] + [
+        f"{ln.number}:{ln.control}:{ln.code}:{'/'.join(ln.modifiers)}:{ln.units}:{ln.date_of_service}:{ln.charge_cents}"
+        for ln in visit.lines]))[:24]
+    condition = (ClaimRefItem.charge_seqs == old_seqs) if old_seqs else ClaimRefItem.pk.exists()
+
+    def extra(tx: Tx, seq: int) -> None:
+        ref.lines = lines  # type: ignore[assignment]
+        ref.charge_cents = visit.charge_cents
+        ref.charge_seqs = [*old_seqs, seq]
+        tx.put(ref, condition=condition & (ClaimRefItem.charge_cents == old_total))
+
+    return _post(ctx, visit.ordinal, outcome, code=EntryCode.CHARGE, lines=entry,
+                 source_key=f"claim:{encounter}:r:{fingerprint}",
+                 meta={"source": visit.source, "import": ctx.sha256[:16], "claim": str(visit.ordinal),
+                       "frequency": REPLACEMENT},
+                 new_lines=new_items, extra=extra)
+
+
+def _void(ctx: Context, visit: Visit, ref: ClaimRefItem | None) -> Outcome:
+    """CLM05-3 = 8: take the claim's charges back by reversing every entry that charged it (the
+    original and its replacements, ``ledger.entry_reverse``: the history stays, each reversal
+    happens once, so a re-run or the same void in another file reverses nothing twice); its
+    lines stay, charged 0 and ``dropped``, so no remittance matches them. Payments or patient
+    responsibility already posted on the lines are left for staff (flagged). Returns
+    ``voided``; ``already_posted`` when an earlier void took everything back; ``held`` when
+    the claim was never charged here."""
+    amounts = {"charge": visit.charge_cents}
+    if ref is None:
+        return record(ctx, visit.ordinal, Outcome("held", review="void (CLM05-3 = 8) of a claim never imported: "
+                                                  "nothing to reverse", amounts=amounts))
+    gid = ref.guarantor_id
+    gpk = keys.guarantor_pk(ctx.clinic_id, gid)
+    seqs = [int(x) for x in ref.charge_seqs or []]
+    if not seqs:  # charged before charge_seqs were kept: the original charge's posting key
+        try:
+            seqs = [int(PostingKeyItem.get(gpk, keys.posting_key_sk(f"claim:{ref.encounter}:{int(ref.charge_cents)}"),
+                                           consistent_read=True).entry_seq)]
+        except PostingKeyItem.DoesNotExist:
+            seqs = []
+    reversed_now: list[int] = []
+    for seq in reversed(seqs):
+        try:
+            reversed_now.append(ledger.entry_reverse(
+                clinic_id=ctx.clinic_id, guarantor_id=gid, entry_seq=seq,
+                reason=f"837 void (import {ctx.sha256[:16]}, claim {visit.ordinal})").seq)
+        except (AlreadyReversed, UnknownEntry):
+            continue
+        except (InsufficientBalance, LineInCollections) as exc:
+            return record(ctx, visit.ordinal, Outcome("held", review="void blocked: undo what was applied first",
+                                                      reason=str(exc), guarantor_id=gid, amounts=amounts))
+    line_ids = [str(_plain(x)["line_id"]) for x in ref.lines]
+    money = [dict(it.money) for it in ServiceLineItem.batch_get([(gpk, keys.line_sk(i)) for i in line_ids],
+                                                                 consistent_read=True)]
+    settled = any(m.get(k) for m in money for k in ("ins_paid", "ins_adjusted", "pat_open", "pat_paid"))
+    if any(not _plain(x).get("dropped") for x in ref.lines):
+        dropped: list[Any] = [{**_plain(x), "charge_cents": 0, "dropped": True} for x in ref.lines]
+        try:
+            ref.update(actions=[ClaimRefItem.lines.set(dropped), ClaimRefItem.charge_cents.set(0)],
+                       condition=ClaimRefItem.charge_cents == int(ref.charge_cents))
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+    review = "the voided claim has payments or patient responsibility posted: check them" if settled else None
+    if not reversed_now:
+        return record(ctx, visit.ordinal, Outcome("already_posted", review=review or "already voided",
+                                                  guarantor_id=gid, encounter=ref.encounter, amounts=amounts))
+    return record(ctx, visit.ordinal, Outcome("voided", review=review, guarantor_id=gid, encounter=ref.encounter,
+                                              entry_seq=reversed_now[-1], matched_by="claim id", amounts=amounts))
 
 
 # --- remittances (835, FHIR ExplanationOfBenefit) -------------------------------------------------
@@ -394,7 +596,7 @@ def _candidates(claim: RemitClaim, found: list[ClaimRefItem]) -> list[ClaimRefIt
 def _map_lines(claim: RemitClaim, ref: ClaimRefItem) -> list[dict[str, object]] | None:
     """The submitted line of each remitted line (all lines for a claim-level remit), or None
     when a remitted line has no counterpart: then this is not the claim the payer paid."""
-    ref_lines = [_plain(x) for x in ref.lines]
+    ref_lines = [r for r in (_plain(x) for x in ref.lines) if not r.get("dropped")]
     if not claim.lines:
         return ref_lines or None
     used: set[str] = set()
@@ -468,6 +670,98 @@ def _pick_line(svc: RemitLine, ref_lines: list[dict[str, object]], used: set[str
     return None
 
 
+def _line_shares(claim: RemitClaim, targets: list[_Target]) -> tuple[list[int], list[list[Adjustment]]]:
+    """Per target line: its part of CLP04 (by SVC03, else SVC02) and its adjustments (its own
+    CAS plus its part of the claim-level CAS, by SVC02), exact cents (``core.money.allocate``)."""
+    charge_w = [t.weight_charge for t in targets]
+    paid_w = [t.weight_paid for t in targets]
+    paid = _split(claim.paid_cents, paid_w if sum(paid_w) > 0 else charge_w)
+    adjustments: list[list[Adjustment]] = [list(t.svc.adjustments) if t.svc is not None else [] for t in targets]
+    for adj in claim.adjustments:
+        for i, part in enumerate(_split(adj.cents, charge_w)):
+            if part:
+                adjustments[i].append(Adjustment(adj.group, adj.reason, part))
+    return paid, adjustments
+
+
+def _secondary_lines(ctx: Context, gid: str, claim: RemitClaim, targets: list[_Target]) -> tuple[list[Line], int, bool]:
+    """(entry lines, patient balance change, patient credit made) of a secondary or tertiary
+    payer's claim (CLP02 = 2, 3, 20, 21) on a charged visit, netted against what is already on
+    each line (DATA-FORMATS.md §2.3, §6 "CLP02 = 19 ... then the secondary's 835 with OA*23"):
+
+    - OA*23 (impact of prior payer adjudication) is the prior payer's part: not posted again;
+    - what the secondary adjudicated, T = its payment P + its own adjustments A + its group PR R,
+      comes first out of what is still with insurance on the line (``ins_open``: a primary's
+      PR held as pending secondary, CLP02 = 19, or a primary not yet remitted), the rest out of
+      what the primary put on the patient: the patient's open balance moves by
+      ``from_ins − P − A``, so the patient ends owing the secondary's R, never R on top of the
+      primary's PR;
+    - a patient credit larger than the line's open patient balance (the patient paid the
+      primary's PR already) goes to the guarantor's unapplied funds (``escrow``) for a refund
+      or the next balance, never below zero on the line.
+
+    PR kinds: a debit takes the secondary's PR reasons; a credit takes back the line's open
+    kinds in order deductible, coinsurance, copay, other.
+    """
+    gpk = keys.guarantor_pk(ctx.clinic_id, gid)
+    money = {it.line_id: dict(it.money) for it in ServiceLineItem.batch_get(
+        [(gpk, keys.line_sk(t.line_id)) for t in targets if t.new_item is None], consistent_read=True)}
+    paid, adjustments = _line_shares(claim, targets)
+    acc: dict[tuple[Account, str, str], int] = {}
+
+    def add(account: Account, line_id: str, cents: int, kind: str = "") -> None:
+        if cents:
+            acc[(account, line_id, kind)] = acc.get((account, line_id, kind), 0) + cents
+
+    patient = 0
+    escrow = 0
+    for i, t in enumerate(targets):
+        figures = money.get(t.line_id, {})
+        if t.charge_needed:
+            add(Account.INS_AR, t.line_id, t.charge_needed)
+            add(Account.REVENUE, t.line_id, -t.charge_needed)
+        ins_open = int(figures.get("ins_open", 0)) + t.charge_needed
+        pat_open = int(figures.get("pat_open", 0))
+        own = [a for a in adjustments[i] if not (a.group == "OA" and a.reason == "23")]
+        pr = [a for a in own if a.group == PATIENT_GROUP]
+        other = [a for a in own if a.group != PATIENT_GROUP]
+        p, a_total, r = paid[i], sum(a.cents for a in other), sum(a.cents for a in pr)
+        total = p + a_total + r
+        from_ins = max(0, min(total, ins_open)) if total > 0 else total
+        add(Account.INS_CASH, t.line_id, p)
+        for adj in other:
+            add(Account.INS_ADJ, t.line_id, adj.cents, f"{adj.group}-{adj.reason}"[:24])
+        add(Account.INS_AR, t.line_id, -from_ins)
+        change = from_ins - p - a_total
+        if change > 0:
+            weights = [a.cents for a in pr] if pr and all(a.cents > 0 for a in pr) else [1]
+            kinds = [PR_KINDS.get(a.reason, ResponsibilityKind.OTHER).value for a in pr] if len(weights) == len(pr) \
+                else [ResponsibilityKind.OTHER.value]
+            for kind, part in zip(kinds, allocate(change, weights), strict=True):
+                add(Account.PAT_AR, t.line_id, part, kind)
+            patient += change
+        elif change < 0:
+            credit = -change
+            from_patient = min(credit, max(pat_open, 0))
+            left = from_patient
+            for kind in ResponsibilityKind:
+                take = min(left, int(figures.get(f"pr_{kind.value}", 0)))
+                if take > 0:
+                    add(Account.PAT_AR, t.line_id, -take, kind.value)
+                    left -= take
+            add(Account.PAT_AR, t.line_id, -left, ResponsibilityKind.OTHER.value)
+            patient -= from_patient
+            escrow += credit - from_patient
+    order = {a: i for i, a in enumerate(Account)}
+    lines = [Line(account, cents, line_id, kind or None)
+             for (account, line_id, kind), cents in sorted(acc.items(), key=lambda kv: (kv[0][1], order[kv[0][0]],
+                                                                                        kv[0][2]))
+             if cents]
+    if escrow:
+        lines.append(Line(Account.ESCROW, -escrow))
+    return lines, patient, escrow > 0
+
+
 def _entry_lines(claim: RemitClaim, targets: list[_Target], *, adjudicate: bool,
                  include_pr: bool) -> tuple[list[Line], int, int]:
     """(entry lines, patient balance change, PR held with insurance) for a remittance claim."""
@@ -483,14 +777,7 @@ def _entry_lines(claim: RemitClaim, targets: list[_Target], *, adjudicate: bool,
             add(Account.REVENUE, t.line_id, -t.charge_needed)
     patient = held = 0
     if adjudicate:
-        charge_w = [t.weight_charge for t in targets]
-        paid_w = [t.weight_paid for t in targets]
-        paid = _split(claim.paid_cents, paid_w if sum(paid_w) > 0 else charge_w)
-        adjustments: list[list[Adjustment]] = [list(t.svc.adjustments) if t.svc is not None else [] for t in targets]
-        for adj in claim.adjustments:
-            for i, part in enumerate(_split(adj.cents, charge_w)):
-                if part:
-                    adjustments[i].append(Adjustment(adj.group, adj.reason, part))
+        paid, adjustments = _line_shares(claim, targets)
         for i, t in enumerate(targets):
             settled = paid[i]
             add(Account.INS_CASH, t.line_id, paid[i])
@@ -629,8 +916,15 @@ def post_remit(ctx: Context, claim: RemitClaim) -> Outcome:
                               "dos": item.date_of_service, "charge_cents": charge})
         new_ref = _ref_item(ctx, claim.fhir_claim or claim.patient_control, gid, pid, claim.patient, encounter,
                             claim.charge_cents, claim.date_from, claim.source, ref_lines)
-    lines, patient_change, held = _entry_lines(claim, targets, adjudicate=adjudicate,
-                                               include_pr=status not in FORWARDED)
+    held = 0
+    if match is not None and status in SECONDARY:
+        lines, patient_change, credit = _secondary_lines(ctx, gid, claim, targets)
+        if credit:
+            reviews.append("the secondary payer paid more than the patient still owed: unapplied funds to refund "
+                           "or apply")
+    else:
+        lines, patient_change, held = _entry_lines(claim, targets, adjudicate=adjudicate,
+                                                   include_pr=status not in FORWARDED)
     if held:
         amounts["pending_secondary"] = held
     outcome = Outcome("posted", review="; ".join(dict.fromkeys(reviews))[:300] or None, guarantor_id=gid,

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from chalicelib.core.errors import InvalidAmount
-from chalicelib.core.money import parse_cents
+from chalicelib.core.money import MAX_DOLLARS, parse_cents
 from chalicelib.imports.errors import ImportRejected, Warnings
 
 CHUNK = 1 << 20
+MAX_CENTS = int(MAX_DOLLARS) * 100
 #: Interchange versions (ISA12) this reader has seen in the wild; others are a warning.
 KNOWN_ISA_VERSIONS = frozenset({"00200", "00300", "00400", "00401", "00402", "00403", "00501", "00502",
                                 "00503", "00504", "00505", "00600", "00601", "00700", "00801"})
@@ -76,12 +77,21 @@ def cents(text: str, element: str, position: int, segment_id: str) -> int:
     """Parse an X12 amount (``"34"``, ``"34.00"``, ``"-9"``, ``".5"``) into integer cents.
 
     Raises ImportRejected(position, segment_id, "<element> is not a decimal amount") for an
-    empty or non-numeric value, and "... has fractions of a cent" for ``"1.005"``
-    (DATA-FORMATS.md §2.4 "use decimals, never floats"; core.money.parse_cents).
+    empty or non-numeric value, "... has fractions of a cent" for ``"1.005"`` and "... is too
+    large" from 10^12 dollars on (DATA-FORMATS.md §2.4 "use decimals, never floats";
+    core.money.parse_cents and its MAX_DOLLARS; DynamoDB numbers hold 38 digits).
     """
     cached = _CENTS.get(text)
     if cached is not None:
         return cached
+    whole, _, frac = text.partition(".")
+    if len(frac) == 2 and whole.isdigit() and frac.isdigit() and text.isascii():  # "123.45": one int()
+        value = int(whole + frac)
+        if value >= MAX_CENTS:
+            raise ImportRejected(position, segment_id, f"{element} is too large")
+        if len(_CENTS) < CENTS_CACHE:
+            _CENTS[text] = value
+        return value
     if text.isascii():
         whole, _, frac = text.partition(".")
         negative = whole[:1] == "-"
@@ -99,6 +109,8 @@ def cents(text: str, element: str, position: int, segment_id: str) -> int:
                 raise ImportRejected(position, segment_id, f"{element} has fractions of a cent")
             else:
                 value = int(whole or "0") * 100 + int(frac[:2])
+            if value >= MAX_CENTS:
+                raise ImportRejected(position, segment_id, f"{element} is too large")
             if negative:
                 value = -value
             if len(_CENTS) < CENTS_CACHE:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from itertools import count
 from typing import Any, BinaryIO
 
 from chalicelib.core.money import format_cents
@@ -60,10 +61,12 @@ CAS_HIT, LQ_HIT, SVC_HIT, RENDERING_HIT, PASSIVE_HIT_KIND = "CAS", "LQ", "SVC", 
 AMT_LINE, AMT_CLAIM = "AMT*B6", "AMT"
 #: What a DTM qualifier sets: service dates of the line, dates of the claim, the production date.
 SERVICE_DAY, SERVICE_FROM, SERVICE_TO = "DTM*472", "DTM*150", "DTM*151"
-CLAIM_FROM, CLAIM_TO, PRODUCTION, OTHER_DAY = "DTM*232", "DTM*233", "DTM*405", "DTM"
+CLAIM_FROM, CLAIM_TO, PRODUCTION, OTHER_DAY = "DTM*232", "DTM*233", "DTM*405", PASSIVE_HIT_KIND
 DTM_ACTIONS = {"472": SERVICE_DAY, "150": SERVICE_FROM, "151": SERVICE_TO, "232": CLAIM_FROM, "233": CLAIM_TO,
                "405": PRODUCTION}
 PASSIVE_HIT = (PASSIVE_HIT_KIND,)
+#: Segments that end the open claim (and its open service line).
+CLOSERS = frozenset({"CLP", "LX", "SE", "PLB"})
 MEMO = 8192
 _SEPARATOR_GUESSES = ":>^|<\\!`{}~+"
 
@@ -110,26 +113,48 @@ def _composite(raw: str, component: str, position: int, seg: str, name: str, war
 def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
              claims: bool = True) -> Iterator[RemitClaim | RemitTransaction]:
     """Yield every claim of the file (in order) and every transaction set at its SE; with
-    ``claims=False`` only the transaction sets (their totals count every claim).
+    ``claims=False`` only the transaction sets (their totals count every claim; the claims and
+    their lines are still built and checked, then dropped).
 
     Transactions that are not 835s (ST01 ≠ 835) are refused. Raises ImportRejected; adds
-    warnings as listed in the module docstring. Reads the reader's batches directly (one loop,
-    no generator per segment: PERFORMANCE.md S4 asks for ≥ 0.25 of a bare split).
+    warnings as listed in the module docstring.
+
+    Speed (PERFORMANCE.md S4 asks for ≥ 0.25 of a bare split): one loop over the reader's
+    batches, no generator or function call per segment; a segment text seen before inside a
+    transaction set is not split again but looked up in ``memo`` (what it meant the first time:
+    remittances repeat dates, adjustments, fee-schedule lines); the open service line and the
+    claim's running totals live in local variables (``l_*``, ``c_*``) and become one
+    :class:`RemitLine` per SVC loop when it ends, so no attribute is written per segment.
     """
     tx: RemitTransaction | None = None
     claim: RemitClaim | None = None
-    line: RemitLine | None = None
     claim_ordinal = tx_ordinal = 0
     in_claims = False
     add_warning = warnings.add
     envelope = reader.envelope
     new_tuple = tuple.__new__
     dates = _DATES
-    cache = _CENTS
-    cached = cache.get
+    cached = _CENTS.get
     memo: dict[str, tuple[Any, ...]] = {}
     memo_get = memo.get
     last_delims = None
+    # the claim's running totals and lists (claim-level CAS, Σ CAS, Σ group PR, its lines)
+    c_adj: tuple[Adjustment, ...] = ()
+    c_adjusted = c_pr = 0
+    c_lines: list[RemitLine] = []
+    c_unbalanced = False  # a line of the claim does not balance
+    c_charge = c_paid = 0  # CLP03, CLP04
+    c_resp: int | None = None  # CLP05
+    # the open service line: the RemitLine fields its SVC gave (None when no line is open), then
+    # what the segments after it add
+    l_svc: tuple[Any, ...] | None = None
+    l_pos = l_adjusted = 0
+    l_from: str | None = None
+    l_to: str | None = None
+    l_control = ""
+    l_adj: tuple[Adjustment, ...] = ()
+    l_allowed: int | None = None
+    l_remarks: tuple[str, ...] = ()
     for batch in reader.batches():
         delims = reader.delimiters
         assert delims is not None
@@ -137,9 +162,9 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
             memo.clear()
             last_delims = delims
         component, sep = delims.component, delims.element
-        for position, segment in enumerate(batch, reader.base + 1):
-            hit = memo_get(segment)  # the memo is emptied at every SE: no hit outside ST..SE
-            if hit is None:
+        # the memo is looked up by ``map`` (at C speed, as each segment comes: misses before it are in)
+        for position, segment, hit in zip(count(reader.base + 1), batch, map(memo_get, batch)):
+            if hit is None or tx is None:  # outside ST..SE every segment is checked by the reader
                 els = segment.split(sep)
                 tag = els[0]
                 if tx is None:  # between transaction sets: envelopes only
@@ -157,10 +182,9 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
                     continue
                 n = len(els)
                 if tag == "REF":
-                    if line is not None:
+                    if l_svc is not None:
                         if n > 2 and els[1] == "6R":
-                            line.control = els[2]
-                        continue
+                            l_control = els[2]
                     elif claim is None and n > 2 and els[1] == "2U" and not tx.payer_id:
                         tx.payer_id = els[2]
                     continue
@@ -186,54 +210,76 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
                     elif entity == "TT":
                         claim.crossover = True
                     continue
-                if tag == "CLP":
+                if tag in CLOSERS:  # CLP, LX, SE, PLB end the open claim
+                    if tag == "SE":
+                        envelope(els, position)
                     if claim is not None:
-                        yield from _finished(claim, warnings, claims)
-                    line = None
-                    in_claims = True
-                    control = els[1].strip() if n > 1 else ""
-                    status = els[2].strip() if n > 2 else ""
-                    if not control:
-                        raise ImportRejected(position, tag, "CLP01 (patient control number) is empty")
-                    if not status:
-                        raise ImportRejected(position, tag, "CLP02 (claim status) is empty")
-                    if status not in CLAIM_STATUSES:
-                        add_warning(f"segment {position} (CLP): unknown CLP02 claim status {status[:3]!r}; "
-                                    "the claim is held for review")
-                    claim_ordinal += 1
-                    tx.claims += 1
-                    charge_text = els[3] if n > 3 else ""
-                    charge = cached(charge_text)
-                    if charge is None:
-                        charge = cents(charge_text, "CLP03", position, tag)
-                    paid_text = els[4] if n > 4 else ""
-                    paid = cached(paid_text)
-                    if paid is None:
-                        paid = cents(paid_text, "CLP04", position, tag)
-                    patient_resp = els[5] if n > 5 else ""
-                    claim = RemitClaim(
-                        claim_ordinal, position, tx, control, status, charge, paid,
-                        cents(patient_resp, "CLP05", position, tag) if patient_resp else None,
-                        els[6] if n > 6 else "", (els[7] if n > 7 else "").strip(), els[8] if n > 8 else "",
-                        els[9] if n > 9 else "",
-                    )
-                    claim.ordinal_in_transaction = tx.claims
-                    tx.claims_paid_cents += paid
-                    continue
-                if tag == "LX":
-                    if claim is not None:
-                        yield from _finished(claim, warnings, claims)
-                        claim, line = None, None
-                    continue
-                if tag == "SE":
-                    envelope(els, position)
-                    memo.clear()
-                    if claim is not None:
-                        yield from _finished(claim, warnings, claims)
-                        claim, line = None, None
-                    _balance(tx, warnings)
-                    yield tx
-                    tx = None
+                        if l_svc is not None:
+                            c_lines.append(new_tuple(RemitLine, (l_pos, *l_svc, l_from, l_to, l_control, l_adj,
+                                                                 l_allowed, l_remarks, l_adjusted)))
+                            if l_svc[3] - l_adjusted != l_svc[4]:
+                                c_unbalanced = True
+                            l_svc = None
+                        claim.adjustments = c_adj
+                        claim.adjusted_cents, claim.pr_cents = c_adjusted, c_pr
+                        tx.service_lines += len(c_lines)
+                        tx.patient_cents += c_pr
+                        if (c_unbalanced or c_charge - c_adjusted != c_paid or claim.patient is None
+                                or (c_resp is not None and c_pr != c_resp)):
+                            _check(claim, warnings)
+                        if claims:
+                            yield claim
+                        claim = None
+                    if tag == "CLP":
+                        in_claims = True
+                        control = els[1].strip() if n > 1 else ""
+                        status = els[2].strip() if n > 2 else ""
+                        if not control:
+                            raise ImportRejected(position, tag, "CLP01 (patient control number) is empty")
+                        if not status:
+                            raise ImportRejected(position, tag, "CLP02 (claim status) is empty")
+                        if status not in CLAIM_STATUSES:
+                            add_warning(f"segment {position} (CLP): unknown CLP02 claim status {status[:3]!r}; "
+                                        "the claim is held for review")
+                        claim_ordinal += 1
+                        tx.claims += 1
+                        charge_text = els[3] if n > 3 else ""
+                        charge = cached(charge_text)
+                        if charge is None:
+                            charge = cents(charge_text, "CLP03", position, tag)
+                        paid_text = els[4] if n > 4 else ""
+                        paid = cached(paid_text)
+                        if paid is None:
+                            paid = cents(paid_text, "CLP04", position, tag)
+                        patient_text = els[5] if n > 5 else ""
+                        patient_resp = cached(patient_text) if patient_text else None
+                        if patient_resp is None and patient_text:
+                            patient_resp = cents(patient_text, "CLP05", position, tag)
+                        c_adj, c_adjusted, c_pr, c_lines, c_unbalanced = (), 0, 0, [], False
+                        c_charge, c_paid, c_resp = charge, paid, patient_resp
+                        claim = RemitClaim(
+                            claim_ordinal, position, tx, control, status, charge, paid, patient_resp,
+                            els[6] if n > 6 else "", (els[7] if n > 7 else "").strip(), els[8] if n > 8 else "",
+                            els[9] if n > 9 else "", lines=c_lines, ordinal_in_transaction=tx.claims,
+                        )
+                        tx.claims_paid_cents += paid
+                    elif tag == "SE":
+                        _balance(tx, warnings)
+                        yield tx
+                        tx = None
+                    elif tag == "PLB":
+                        provider = els[1] if n > 1 else ""
+                        fiscal = iso_date(els[2]) if n > 2 else None
+                        for k in range(3, 15, 2):
+                            composite = els[k] if k < n else ""
+                            amount = els[k + 1] if k + 1 < n else ""
+                            if not composite and not amount:
+                                continue
+                            reason, _, reference = composite.partition(component)
+                            plb = Plb(position, provider, fiscal, reason, reference,
+                                      cents(amount, f"PLB{k + 1:02d}", position, tag))
+                            tx.plbs.append(plb)
+                            tx.plb_cents += plb.cents
                     continue
                 if tag == "BPR":
                     if in_claims:
@@ -264,23 +310,6 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
                             tx.payee_id_qualifier = els[3] if n > 3 else ""
                             tx.payee_id = els[4] if n > 4 else ""
                     continue
-                if tag == "PLB":
-                    if claim is not None:
-                        yield from _finished(claim, warnings, claims)
-                        claim, line = None, None
-                    provider = els[1] if n > 1 else ""
-                    fiscal = iso_date(els[2]) if n > 2 else None
-                    for k in range(3, 15, 2):
-                        composite = els[k] if k < n else ""
-                        amount = els[k + 1] if k + 1 < n else ""
-                        if not composite and not amount:
-                            continue
-                        reason, _, reference = composite.partition(component)
-                        plb = Plb(position, provider, fiscal, reason, reference,
-                                  cents(amount, f"PLB{k + 1:02d}", position, tag))
-                        tx.plbs.append(plb)
-                        tx.plb_cents += plb.cents
-                    continue
                 if tag == "DTM":
                     qualifier = els[1] if n > 1 else ""
                     raw = els[2] if n > 2 else ""
@@ -307,8 +336,8 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
                     paid = cached(paid_text)
                     if paid is None:
                         paid = cents(paid_text, "SVC03", position, tag)
-                    hit = (SVC_HIT, proc[0], proc[1].strip(), modifiers, charge, paid, els[4] if n > 4 else "",
-                           els[5] if n > 5 else "", els[6] if n > 6 else "")
+                    hit = (SVC_HIT, (proc[0], proc[1].strip(), modifiers, charge, paid, els[4] if n > 4 else "",
+                                     els[5] if n > 5 else "", els[6] if n > 6 else ""))
                     if not recovered and len(memo) < MEMO:
                         memo[segment] = hit
                 elif tag == "CAS":
@@ -361,77 +390,70 @@ def read_835(reader: X12Reader, warnings: Warnings, *, strict: bool = False,
                     if tag in SEGMENTS:
                         continue
                     raise ImportRejected(position, tag[:3], "not a segment of an 835 transaction set")
-            if hit is not None:  # in order of how often they come
-                kind = hit[0]
-                if kind is CAS_HIT:
-                    if claim is None:
-                        raise ImportRejected(position, "CAS", "CAS outside a claim")
-                    total = hit[3]
-                    if line is not None:
-                        line.adjustments.extend(hit[2])
-                        line.adjusted_cents += total
-                    else:
-                        claim.adjustments.extend(hit[2])
-                    claim.adjusted_cents += total
-                    if hit[1] == PATIENT_GROUP:
-                        claim.pr_cents += total
-                elif kind is SERVICE_DAY:
-                    if line is not None:
-                        line.date_from = line.date_to = hit[1]
-                elif kind is AMT_LINE:
-                    if line is not None:
-                        line.allowed_cents = hit[1]
-                    elif claim is not None:
-                        claim.amounts["B6"] = claim.amounts.get("B6", 0) + hit[1]
-                elif kind is SVC_HIT:
-                    if claim is None:
-                        raise ImportRejected(position, "SVC", "SVC outside a claim")
-                    line = RemitLine(position, hit[1], hit[2], hit[3], hit[4], hit[5], hit[6], hit[7], hit[8])
-                    claim.lines.append(line)
-                elif kind is CLAIM_FROM:
-                    if line is None and claim is not None:
-                        claim.date_from = hit[1]
-                elif kind is CLAIM_TO:
-                    if line is None and claim is not None:
-                        claim.date_to = hit[1]
-                elif kind is RENDERING_HIT:
-                    if claim is not None:
-                        claim.rendering_npi = hit[1]
-                elif kind is AMT_CLAIM:
-                    if line is None and claim is not None:
-                        claim.amounts[hit[2]] = claim.amounts.get(hit[2], 0) + hit[1]
-                elif kind is SERVICE_FROM:
-                    if line is not None:
-                        line.date_from = hit[1]
-                elif kind is SERVICE_TO:
-                    if line is not None:
-                        line.date_to = hit[1]
-                elif kind is PRODUCTION:
-                    if claim is None and tx is not None:
-                        tx.production_date = hit[1]
-                elif kind is LQ_HIT:
-                    if line is not None:
-                        line.remarks.append(hit[1])
-                elif kind is RENDERING_HIT:
-                    if claim is not None:
-                        claim.rendering_npi = hit[1]
-                continue
+            # what the segment means (a memo hit, or the miss path above): in order of frequency
+            kind = hit[0]
+            if kind is CAS_HIT:
+                if l_svc is not None:
+                    l_adj += hit[2]
+                    l_adjusted += hit[3]
+                elif claim is not None:
+                    c_adj += hit[2]
+                else:
+                    raise ImportRejected(position, "CAS", "CAS outside a claim")
+                c_adjusted += hit[3]
+                if hit[1] == PATIENT_GROUP:
+                    c_pr += hit[3]
+            elif kind is SERVICE_DAY:
+                if l_svc is not None:
+                    l_from = l_to = hit[1]
+            elif kind is AMT_LINE:
+                if l_svc is not None:
+                    l_allowed = hit[1]
+                elif claim is not None:
+                    claim.amounts["B6"] = claim.amounts.get("B6", 0) + hit[1]
+            elif kind is SVC_HIT:
+                if claim is None:
+                    raise ImportRejected(position, "SVC", "SVC outside a claim")
+                if l_svc is not None:
+                    c_lines.append(new_tuple(RemitLine, (l_pos, *l_svc, l_from, l_to, l_control, l_adj, l_allowed,
+                                                         l_remarks, l_adjusted)))
+                    if l_svc[3] - l_adjusted != l_svc[4]:
+                        c_unbalanced = True
+                l_svc, l_pos, l_from, l_to, l_control, l_adj, l_allowed, l_remarks, l_adjusted = (
+                    hit[1], position, None, None, "", (), None, (), 0)
+            elif kind is CLAIM_FROM:
+                if l_svc is None and claim is not None:
+                    claim.date_from = hit[1]
+            elif kind is CLAIM_TO:
+                if l_svc is None and claim is not None:
+                    claim.date_to = hit[1]
+            elif kind is RENDERING_HIT:
+                if claim is not None:
+                    claim.rendering_npi = hit[1]
+            elif kind is AMT_CLAIM:
+                if l_svc is None and claim is not None:
+                    claim.amounts[hit[2]] = claim.amounts.get(hit[2], 0) + hit[1]
+            elif kind is PASSIVE_HIT_KIND:
+                pass
+            elif kind is SERVICE_FROM:
+                if l_svc is not None:
+                    l_from = hit[1]
+            elif kind is SERVICE_TO:
+                if l_svc is not None:
+                    l_to = hit[1]
+            elif kind is PRODUCTION:
+                if claim is None:
+                    tx.production_date = hit[1]
+            elif kind is LQ_HIT:
+                if l_svc is not None:
+                    l_remarks += (hit[1],)
     reader.finish()
 
 
-def _finished(claim: RemitClaim, warnings: Warnings, claims: bool) -> Iterator[RemitClaim]:
-    """Close a claim's loop: check it (:func:`_close`) and yield it when claims are wanted."""
-    _close(claim, warnings)
-    if claims:
-        yield claim
-
-
-def _close(claim: RemitClaim, warnings: Warnings) -> None:
-    """Balancing checks of one claim (DATA-FORMATS.md §2.4), as warnings; adds the claim's
-    lines and patient responsibility to its transaction's totals."""
-    tx = claim.transaction
-    tx.service_lines += len(claim.lines)
-    tx.patient_cents += claim.pr_cents
+def _check(claim: RemitClaim, warnings: Warnings) -> None:
+    """Balancing checks of one claim read to its end (DATA-FORMATS.md §2.4), as warnings: no
+    patient, a line or the claim that does not balance, CLP05 ≠ Σ group PR (predeterminations
+    are only checked for their patient)."""
     if claim.patient is None:
         warnings.add(f"segment {claim.position} (CLP): claim {claim.ordinal} has no patient (NM1*QC); "
                      "it is held for review")

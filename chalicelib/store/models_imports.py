@@ -90,7 +90,10 @@ class ClaimRefItem(Item, discriminator="claim_ref"):
     """A claim whose charges are on the ledger (from an 837, a FHIR Claim, or an unmatched
     835 claim), indexed for matching remittances: by claim id (sk) and by patient and day (gsi1).
 
-    ``lines``: ``{line_id, number, control, code, revenue_code, modifiers, dos, charge_cents}``.
+    ``lines``: ``{line_id, number, control, code, revenue_code, modifiers, dos, charge_cents}``
+    (``dropped``: true for a line an 837 replacement or void no longer bills; its charge is 0).
+    ``charge_seqs``: the guarantor's ledger entries that charged this claim (the original and
+    each 837 replacement, CLM05-3 = 7), so a void (CLM05-3 = 8) can reverse them all.
     """
 
     claim_id = UnicodeAttribute()
@@ -102,6 +105,7 @@ class ClaimRefItem(Item, discriminator="claim_ref"):
     patient_digest = UnicodeAttribute()
     origin = UnicodeAttribute()
     lines = ListAttribute[MapAttribute[str, Any]](of=MapAttribute, default=list)
+    charge_seqs = ListAttribute[int](of=NumberAttribute, null=True)  # type: ignore[arg-type]
 
 
 class RemitRefItem(Item, discriminator="remit_ref"):
