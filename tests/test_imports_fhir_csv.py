@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 
 from chalicelib.accounts import selectors as account_selectors
+from chalicelib.imports import selectors as import_selectors
 from chalicelib.imports import services
 from chalicelib.imports.csv_roster import read_roster
 from chalicelib.imports.errors import ImportRejected, Warnings
@@ -82,6 +85,9 @@ def test_synthea_bundle_charges_claims_and_posts_the_eob_patient_share():
     assert share > 0 and figures.balances.current_balance == share == result.patient_responsibility_cents
     lines = account_selectors.service_lines_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
     assert len(lines) >= 14 and sum(ln.money.get("billed", 0) for ln in lines) == result.charge_cents
+    # Synthea has no Coverage resource, only a stub contained in each EOB (payor "private"): not stored.
+    assert not any(e["resource"]["resourceType"] == "Coverage" for e in data["entry"])
+    assert import_selectors.coverages_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id) == []
     verified(cid)
 
 
@@ -120,6 +126,89 @@ def test_invalid_fhir_is_rejected_with_its_entry_and_type_and_writes_nothing():
     assert people(cid) == []
     not_json = services.import_file(clinic_id=cid, source=Source(data=b"{ nope", name="x.json"))
     assert not_json.status == "rejected"
+
+
+# --- FHIR Coverage -------------------------------------------------------------------------------
+
+
+def test_spec_coverage_is_held_until_its_patient_is_known_then_stored_once_and_updated():
+    cid = clinic()
+    coverage = spec("Coverage-9876B1.json")
+    assert coverage["beneficiary"] == {"reference": "Patient/4"}
+    held = services.import_file(clinic_id=cid, source=Source(path=SPEC / "Coverage-9876B1.json"))
+    assert held.status == "imported" and held.outcomes == {"held": 1}
+    assert [r.review for r in import_selectors.review_list(clinic_id=cid)] == [
+        "coverage: the patient is in no imported file"]
+    assert people(cid) == []
+    patient = dict(spec("Patient-example.json"), id="4")  # the Coverage's Patient/4
+    assert services.import_file(clinic_id=cid, source=Source(data=json.dumps(patient).encode(),
+                                                             name="p4.json")).outcomes == {"posted": 1}
+    stored = services.import_file(clinic_id=cid, source=Source(data=bundle(patient, coverage), name="b.json"))
+    assert stored.outcomes == {"posted": 2}
+    [(guarantor, [pat])] = people(cid)
+    [cov] = import_selectors.coverages_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert (cov.patient_id, cov.payer_name, cov.payer_ref, cov.member_id, cov.relationship) == (
+        pat.patient_id, "", "Organization/2", "12345", "self")
+    assert (cov.period_start, cov.period_end, cov.order, cov.status, cov.coverage_id) == (
+        "2011-05-23", "2012-05-23", None, "active", "9876B1")
+    assert "12345" not in repr(cov)
+    # The same coverage again in another file, now cancelled: the one item is updated, none added.
+    cancelled = dict(coverage, status="cancelled", period={"start": "2011-05-23", "end": "2011-12-31"})
+    again = services.import_file(clinic_id=cid, source=Source(data=bundle(cancelled), name="c.json"))
+    assert again.outcomes == {"posted": 1}
+    [cov] = import_selectors.coverages_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert (cov.status, cov.period_end, cov.member_id) == ("cancelled", "2011-12-31", "12345")
+
+
+def test_bundle_coverages_land_on_the_guarantor_listed_in_one_query_and_never_logged(request_log, caplog):
+    """Synthea-style transaction bundle (urn:uuid references) with an Account naming a
+    RelatedPerson guarantor: the spouse's primary and secondary coverages go to the guarantor's
+    collection; a coverage of a patient in no file is held; member ids stay out of the logs."""
+    cid = clinic()
+    member, member2 = "ZQ8841X7", "MBR-77Y3302"
+    patient = spec("Patient-example.json")
+    related, account = spec("RelatedPerson-benedicte.json"), spec("Account-ewg.json")
+    org = {"resourceType": "Organization", "id": "acme", "name": "Acme Health Plan"}
+    primary = {"resourceType": "Coverage", "id": "c1", "status": "active", "subscriberId": member, "order": 1,
+               "beneficiary": {"reference": "urn:uuid:pat"}, "payor": [{"reference": "urn:uuid:org"}],
+               "relationship": {"coding": [{"code": "spouse"}]}, "period": {"start": "2024-01-01T00:00:00Z"}}
+    secondary = {"resourceType": "Coverage", "id": "c2", "status": "active", "order": 2,
+                 "identifier": [{"system": "urn:x:group", "value": "GRP-1"},
+                                {"type": {"coding": [{"code": "MB"}]}, "value": member2}],
+                 "beneficiary": {"reference": "urn:uuid:pat"}, "payor": [{"display": "Medicare Part B"}],
+                 "relationship": {"coding": [{"code": "self"}]}}
+    stranger = dict(primary, id="c3", beneficiary={"reference": "Patient/nobody"})
+    entries = [("urn:uuid:pat", patient), ("urn:uuid:org", org), ("urn:uuid:c2", secondary),
+               ("urn:uuid:c1", primary), ("urn:uuid:c3", stranger), ("urn:uuid:rp", related),
+               ("urn:uuid:acct", account)]
+    data = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": url, "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+        for url, res in entries]}).encode()
+    caplog.set_level(logging.INFO)  # the most a deployed function emits; the application's own at DEBUG
+    caplog.set_level(logging.DEBUG, logger="chalicelib")
+    result = services.import_file(clinic_id=cid, source=Source(data=data, name="family.json"))
+    assert result.status == "imported" and result.outcomes == {"posted": 3, "held": 1}
+    assert services.import_file(clinic_id=cid, source=Source(data=data, name="again.json")).status == "duplicate"
+    [(guarantor, [pat])] = people(cid)
+    assert (guarantor.first_name, pat.relationship) == ("Bénédicte", "spouse")
+    before = Counter(request_log.operations)
+    found = import_selectors.coverages_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert Counter(request_log.operations) - before == Counter({"Query": 1})
+    assert [(c.order, c.payer_name, c.payer_ref, c.member_id, c.relationship, c.period_start, c.patient_id)
+            for c in found] == [
+        (1, "Acme Health Plan", "Organization/acme", member, "spouse", "2024-01-01", pat.patient_id),
+        (2, "Medicare Part B", "", member2, "self", None, pat.patient_id)]
+    logged = caplog.text + "".join(str(vars(r)) for r in caplog.records)
+    assert member not in logged and member2 not in logged
+    assert not any(member in w or member2 in w for w in result.warnings)
+    # The same primary coverage from another file (other resource id, same payer and member id): one item.
+    moved = dict(primary, id="other-id", period={"start": "2024-02-01"}, beneficiary={"reference": "Patient/example"},
+                 payor=[{"reference": "Organization/acme"}])
+    more = services.import_file(clinic_id=cid, source=Source(data=bundle(org, moved), name="more.json"))
+    assert more.outcomes == {"posted": 1}
+    after = import_selectors.coverages_list(clinic_id=cid, guarantor_id=guarantor.guarantor_id)
+    assert [(c.order, c.period_start, c.coverage_id) for c in after] == [(1, "2024-02-01", "other-id"),
+                                                                          (2, None, "c2")]
 
 
 # --- CSV roster ----------------------------------------------------------------------------------

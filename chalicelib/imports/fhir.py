@@ -24,8 +24,15 @@ What becomes what (DATA-FORMATS.md §4):
   submitted, allowed/eligible, payer paid (benefit, paidtoprovider, line_prvdr_pmt_amt),
   deductible, coinsurance, copay. Deductible, coinsurance and copay become CAS group PR with
   reasons 1, 2 and 3; submitted − allowed becomes CO-45. ``outcome`` error is a denial.
-- ChargeItem (billable, USD) -> a one-line visit. Coverage is read and not stored. Every other
-  resource type is counted in one warning.
+- ChargeItem (billable, USD) -> a one-line visit. Every other resource type is counted in one
+  warning.
+- Coverage -> a :class:`CoverageUnit`: payer (payor[0]: the Organization's name, else the
+  reference's display; a Patient/RelatedPerson payor is ``self-pay``), member id
+  (``subscriberId``, else the identifier typed MB, else the first identifier), the patient's
+  relationship to the subscriber, period, order and status of the beneficiary, stored by
+  :func:`chalicelib.imports.posting.post_coverage`. Only top-level Coverage resources are read:
+  the Coverage that Synthea contains in each EOB (``#coverage``, payor ``private``, no member id
+  nor period) is a stub naming the kind of plan, not a payer, and is not stored.
 
 References resolve inside the file: ``urn:uuid:`` fullUrls, ``Type/id``, absolute URLs ending
 in ``Type/id`` and contained resources (``#id``). A patient that is not in the file is looked
@@ -71,6 +78,27 @@ PARENT = {"MTH", "FTH", "PRN", "PAR", "NMTH", "NFTH", "GUARD", "STPPRN", "STPMTH
 IMPORTED = {"Patient", "RelatedPerson", "Account", "Coverage", "Claim", "ExplanationOfBenefit", "ChargeItem"}
 
 Unit = PersonUnit | Visit | RemitClaim | NoteUnit
+
+
+@dataclass(slots=True)
+class CoverageUnit(NoteUnit):
+    """One FHIR Coverage (see the module docstring), stored by ``posting.post_coverage``.
+
+    ``patient_ref``: ``fhir:Patient/<id>`` of the beneficiary (``""`` when it is not a Patient);
+    dates ISO ``YYYY-MM-DD`` or None; ``order`` Coverage.order or None. ``member_id`` is
+    PHI-adjacent: never log it (it is left out of ``repr``).
+    """
+
+    patient_ref: str = ""
+    payer_name: str = ""
+    payer_ref: str = ""
+    member_id: str = field(default="", repr=False)
+    relationship: str | None = None
+    period_start: str | None = None
+    period_end: str | None = None
+    order: int | None = None
+    status: str = ""
+    coverage_id: str = ""
 
 
 @dataclass
@@ -279,7 +307,7 @@ def read_fhir(data: bytes, warnings: Warnings) -> FhirFile:
             out.units.append(PersonUnit(next_ordinal(), position, person, None, "self", patient_alias=key_of(res)))
         else:
             out.units.append(PersonUnit(next_ordinal(), position, person, None, "self"))
-    # 3. Claims, ChargeItems, ExplanationOfBenefits; Coverage is informational.
+    # 3. Claims, ChargeItems, Coverages, then ExplanationOfBenefits.
     guarantor_of: dict[str, tuple[Person, str]] = {}
     for unit in out.units:
         if isinstance(unit, PersonUnit) and unit.patient_alias:
@@ -298,7 +326,7 @@ def read_fhir(data: bytes, warnings: Warnings) -> FhirFile:
         elif rtype == "ChargeItem":
             out.units.append(_charge_item(res, position, next_ordinal(), index, guarantor_of, money))
         elif rtype == "Coverage":
-            out.units.append(NoteUnit(next_ordinal(), position, "coverage is read, not stored"))
+            out.units.append(_coverage(res, position, next_ordinal(), index))
         elif rtype not in IMPORTED:
             skipped[rtype] += 1
     for position, _, res in resources:
@@ -398,6 +426,39 @@ def _charge_item(res: dict[str, Any], position: int, ordinal: int, index: _Index
     return Visit(ordinal=ordinal, position=position, claim_id=f"CI{_text(res.get('id'))}", charge_cents=cents,
                  subscriber=guarantor, patient=patient, relationship=relationship, lines=[line], date_from=day,
                  source="fhir", patient_ref=ref)
+
+
+def _coverage(res: dict[str, Any], position: int, ordinal: int, index: _Index) -> CoverageUnit:
+    """A Coverage resource as a unit (shapes guaranteed by the R4 validation; DATA-FORMATS.md §4)."""
+    beneficiary = res.get("beneficiary")
+    patient = index.get(beneficiary, res)
+    if patient is not None and patient.get("resourceType") == "Patient":
+        patient_ref = f"fhir:Patient/{patient.get('id', '')}"
+    else:
+        type_id = _type_id(beneficiary)
+        patient_ref = f"fhir:{type_id}" if type_id.startswith("Patient/") else ""
+    payor = (res.get("payor") or [{}])[0]
+    payer = index.get(payor, res)
+    payer_name = _text(payor.get("display"))
+    if payer is not None and payer.get("resourceType") == "Organization":
+        payer_name = _text(payer.get("name")) or payer_name
+    elif payer is not None and payer.get("resourceType") in ("Patient", "RelatedPerson"):
+        payer_name = "self-pay"
+    payer_ref = f"{payer['resourceType']}/{payer.get('id', '')}" if payer is not None else _type_id(payor)
+    member = _text(res.get("subscriberId"))
+    if not member:
+        identifiers = [i for i in res.get("identifier") or [] if _text(i.get("value"))]
+        typed = next((i for i in identifiers if _code(i.get("type")).upper() == "MB"), None)
+        chosen = typed or (identifiers[0] if identifiers else None)
+        member = _text(chosen.get("value")) if chosen else ""
+    period = res.get("period") or {}
+    order = res.get("order")
+    return CoverageUnit(
+        ordinal, position, "coverage", patient_ref=patient_ref, payer_name=payer_name[:120], payer_ref=payer_ref[:120],
+        member_id=member[:80], relationship=_code(res.get("relationship")).lower()[:20] or None,
+        period_start=_date(period.get("start")), period_end=_date(period.get("end")),
+        order=int(order) if isinstance(order, int) and not isinstance(order, bool) else None,
+        status=_text(res.get("status"))[:20], coverage_id=_text(res.get("id"))[:64])
 
 
 def _eob(res: dict[str, Any], position: int, ordinal: int, index: _Index,

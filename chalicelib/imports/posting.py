@@ -74,6 +74,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.money import allocate
 from chalicelib.imports.errors import Warnings
+from chalicelib.imports.fhir import CoverageUnit
 from chalicelib.imports.model import (
     DENIED,
     FORWARDED,
@@ -96,9 +97,15 @@ from chalicelib.imports.people import People, digest, has_name, name_key, normal
 from chalicelib.ledger import services as ledger
 from chalicelib.ledger.accounts import Account, EntryCode, Line, ResponsibilityKind, part_key
 from chalicelib.store import keys
-from chalicelib.store.db import Tx
+from chalicelib.store.db import Tx, TxFailed
 from chalicelib.store.models import PostingKeyItem, ServiceLineItem
-from chalicelib.store.models_imports import BalanceNoticeItem, ClaimRefItem, ImportClaimItem, RemitRefItem
+from chalicelib.store.models_imports import (
+    BalanceNoticeItem,
+    ClaimRefItem,
+    CoverageItem,
+    ImportClaimItem,
+    RemitRefItem,
+)
 
 MAX_LINES = 90  # a posting transaction holds up to 100 items; 7 are the entry's own and ours
 MAX_CANDIDATES = 10  # submitted claims read per remitted claim id (or patient and day)
@@ -1012,3 +1019,57 @@ def post_person(ctx: Context, unit: PersonUnit) -> Outcome:
 def post_note(ctx: Context, unit: NoteUnit) -> Outcome:
     """Record a unit that is read but not imported (its reason on the marker)."""
     return record(ctx, unit.ordinal, Outcome("not_posted", reason=unit.reason))
+
+
+# --- coverage (FHIR Coverage) --------------------------------------------------------------------
+
+
+def coverage_identity(patient_id: str, unit: CoverageUnit) -> str:
+    """What makes a coverage the same one (its item's key is the digest of this): the patient,
+    the payer (its reference, else its folded name) and the normalized member id; without payer
+    and member id, the Coverage id. ``""`` when there is nothing to tell it by."""
+    payer = unit.payer_ref or keys.fold_name(unit.payer_name)
+    member = normalize_id(unit.member_id)
+    if payer or member:
+        return f"{patient_id}|{payer}|{member}"
+    return f"{patient_id}|coverage:{unit.coverage_id}" if unit.coverage_id else ""
+
+
+def post_coverage(ctx: Context, unit: CoverageUnit) -> Outcome:
+    """Store one FHIR Coverage as the :class:`CoverageItem` of its beneficiary's guarantor.
+
+    The beneficiary is found by its ``fhir:Patient/<id>`` alias (this file's Patients are
+    posted before its Coverages; else an earlier import's). Unknown: held for staff review
+    (gsi1 ``C#<c>#IMPORTS#REVIEW``), nothing stored. The item and the unit's marker are written
+    in one transaction; the item's key is the digest of :func:`coverage_identity`, so importing
+    the same coverage again (another file, a re-run) overwrites the one item with the latest
+    file's values, never adds a second. The member id is never logged nor put in a key or a
+    marker."""
+    earlier = existing_outcome(ctx, unit.ordinal)
+    if earlier is not None:
+        return earlier
+    known = ctx.people.known_patient(unit.patient_ref) if unit.patient_ref else None
+    if known is None:
+        return record(ctx, unit.ordinal, Outcome("held", review="coverage: the patient is in no imported file"))
+    gid, pid = known
+    identity = coverage_identity(pid, unit)
+    if not identity:
+        return record(ctx, unit.ordinal, Outcome("held", review="coverage names no payer, member id or id",
+                                                 guarantor_id=gid))
+    outcome = Outcome("posted", reason="coverage stored", guarantor_id=gid)
+    tx = Tx()
+    tx.put(CoverageItem(
+        keys.guarantor_pk(ctx.clinic_id, gid), keys.coverage_sk(digest(identity)), patient_id=pid,
+        payer_name=unit.payer_name, payer_ref=unit.payer_ref, member_id=unit.member_id,
+        relationship=unit.relationship, period_start=unit.period_start, period_end=unit.period_end,
+        order=unit.order, status=unit.status or "unknown", coverage_id=unit.coverage_id, import_sha256=ctx.sha256,
+        updated_at=clock.now()))
+    tx.put(_marker(ctx, unit.ordinal, outcome), condition=ImportClaimItem.pk.does_not_exist())
+    try:
+        tx.commit()
+    except TxFailed as exc:
+        earlier = None if exc.retryable else existing_outcome(ctx, unit.ordinal)
+        if earlier is None:
+            raise
+        return earlier  # a concurrent run of this file wrote it first
+    return outcome

@@ -1,21 +1,24 @@
-"""Import reads: import records, claims flagged for staff review, balance notices due.
+"""Import reads: import records, claims flagged for staff review, balance notices due, and
+the insurance coverages imported for a guarantor's patients.
 
 Every read is a GetItem or a Query on the clinic's keys (no Scan): records by clinic on gsi1
 ``C#<c>#IMPORTS``, flagged claims on gsi1 ``C#<c>#IMPORTS#REVIEW``, notices due on gsi1
-``C#<c>#NOTICE#DUE``; what an index returns is re-read by key where it must be current
-(SERVERLESS.md 2.9). Results are frozen dataclasses; file names and review notes carry no
-values from the files but may name a file: show them to staff only, never log them.
+``C#<c>#NOTICE#DUE``, coverages in the guarantor's collection (``COV#``); what an index
+returns is re-read by key where it must be current (SERVERLESS.md 2.9). Results are frozen
+dataclasses; file names and review notes carry no values from the files but may name a file:
+show them to staff only, never log them. A coverage's member id is PHI-adjacent: the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.core.errors import NotFound
+from chalicelib.core.ids import require_id
 from chalicelib.store import keys
 from chalicelib.store.db import clinic_scoped
-from chalicelib.store.models_imports import BalanceNoticeItem, ImportClaimItem, ImportItem
+from chalicelib.store.models_imports import BalanceNoticeItem, CoverageItem, ImportClaimItem, ImportItem
 
 
 @dataclass(frozen=True)
@@ -132,3 +135,39 @@ def notices_due(*, clinic_id: str, before: str | None = None, limit: int = 500) 
         for item in BalanceNoticeItem.gsi1.query(keys.notices_due_gsi1pk(clinic_id), condition, limit=limit)
         if isinstance(item, BalanceNoticeItem)
     ]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """A patient's insurance coverage (from a FHIR Coverage; see ``CoverageItem``): payer name
+    and reference, member id (PHI-adjacent: staff only, never logged; left out of ``repr``), the
+    patient's relationship to the subscriber, ISO period dates, order (1 primary), status, the
+    FHIR Coverage id and when it was last imported (UTC ISO)."""
+
+    patient_id: str
+    payer_name: str
+    payer_ref: str
+    member_id: str = field(repr=False)
+    relationship: str | None
+    period_start: str | None
+    period_end: str | None
+    order: int | None
+    status: str
+    coverage_id: str
+    updated_at: str
+
+
+@clinic_scoped
+def coverages_list(*, clinic_id: str, guarantor_id: str) -> list[Coverage]:
+    """The coverages of a guarantor's patients, by patient, then order (primary first, unordered
+    last), then period start (one consistent Query on the guarantor's ``COV#`` items; no Scan).
+    An unknown guarantor has none. Raises InvalidInput for a malformed guarantor id."""
+    pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    found = [
+        Coverage(patient_id=it.patient_id, payer_name=it.payer_name, payer_ref=it.payer_ref or "",
+                 member_id=it.member_id or "", relationship=it.relationship, period_start=it.period_start,
+                 period_end=it.period_end, order=int(it.order) if it.order is not None else None,
+                 status=it.status, coverage_id=it.coverage_id or "", updated_at=it.updated_at.isoformat())
+        for it in CoverageItem.query(pk, CoverageItem.sk.startswith(keys.COVERAGE_PREFIX), consistent_read=True)
+    ]
+    return sorted(found, key=lambda c: (c.patient_id, c.order is None, c.order or 0, c.period_start or ""))

@@ -35,7 +35,7 @@ from chalicelib.core.errors import InvalidInput, TryAgainLater
 from chalicelib.core.ids import require_id
 from chalicelib.imports import posting
 from chalicelib.imports.errors import ImportRejected, Warnings
-from chalicelib.imports.fhir import Unit
+from chalicelib.imports.fhir import CoverageUnit, Unit
 from chalicelib.imports.files import FORMATS, ImportResult, Source, detect, units, validate
 from chalicelib.imports.model import FileFacts, NoteUnit, PersonUnit, RemitClaim, Visit
 from chalicelib.imports.people import People
@@ -176,6 +176,8 @@ def _post_unit(ctx: posting.Context, unit: Unit) -> posting.Outcome:
         return posting.post_visit(ctx, unit)
     if isinstance(unit, PersonUnit):
         return posting.post_person(ctx, unit)
+    if isinstance(unit, CoverageUnit):
+        return posting.post_coverage(ctx, unit)
     assert isinstance(unit, NoteUnit)
     return posting.post_note(ctx, unit)
 

@@ -357,6 +357,16 @@ def notices_due_gsi1pk(clinic_id: str) -> str:
     return f"C#{clinic_id}#NOTICE#DUE"
 
 
+COVERAGE_PREFIX = "COV#"
+
+
+def coverage_sk(coverage_digest: str) -> str:
+    """A patient's insurance coverage (FHIR Coverage) in its guarantor's collection
+    ``C#<clinic>#G#<guarantor>``, keyed by the digest of patient, payer and member id (never
+    the member id itself: it is PHI-adjacent)."""
+    return f"{COVERAGE_PREFIX}{coverage_digest}"
+
+
 # --- statements ---
 
 STATEMENT_PROFILE_PREFIX = "STPROF#"

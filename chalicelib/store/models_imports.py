@@ -13,6 +13,7 @@ and PynamoDB use them). Money is integer cents; times are aware UTC datetimes. K
 | RemitRefItem | ``C#<c>#REMITS`` | ``<CLP07>#<CLP01>#<remit key>`` | |
 | ExternalRefItem | ``C#<c>`` | ``UQ#GREF#<digest>`` / ``UQ#PREF#<digest>`` | |
 | BalanceNoticeItem | ``C#<c>#G#<g>`` | ``NOTICE#BALANCE`` | ``C#<c>#NOTICE#DUE`` / ``<due_at>#<g>`` |
+| CoverageItem | ``C#<c>#G#<g>`` | ``COV#<digest of patient, payer, member id>`` | |
 """
 
 from __future__ import annotations
@@ -149,3 +150,32 @@ class BalanceNoticeItem(Item, discriminator="balance_notice"):
     entry_seq = NumberAttribute()
     increase_cents = CentsAttribute()
     source = UnicodeAttribute()
+
+
+class CoverageItem(Item, discriminator="coverage"):
+    """A patient's insurance coverage (FHIR R4 Coverage, DATA-FORMATS.md §4), in the collection
+    of the guarantor of the patient it covers (``beneficiary``), so one Query lists a family's.
+
+    ``payer_name``: the payor Organization's name (else the reference's display); ``payer_ref``:
+    the payor reference (``Organization/2``), ``""`` when it only has a display. ``member_id``:
+    Coverage.subscriberId, else the identifier typed MB, else the first identifier: PHI-adjacent,
+    shown to staff only, never logged nor put in a key. ``relationship``: the patient's
+    relationship to the subscriber (subscriber-relationship code: self, child, spouse, parent,
+    common, other, injured). ``period_start``/``period_end``: ISO dates or None; ``order``:
+    Coverage.order (1 primary) or None; ``status``: active, cancelled, draft, entered-in-error.
+    ``coverage_id``: the FHIR resource id; ``import_sha256``: the file that wrote it last (a
+    later import of the same coverage overwrites it; the sort key makes it one item).
+    """
+
+    patient_id = UnicodeAttribute()
+    payer_name = UnicodeAttribute()
+    payer_ref = UnicodeAttribute(default="")
+    member_id = UnicodeAttribute(default="")
+    relationship = UnicodeAttribute(null=True)
+    period_start = UnicodeAttribute(null=True)
+    period_end = UnicodeAttribute(null=True)
+    order = NumberAttribute(null=True)
+    status = UnicodeAttribute()
+    coverage_id = UnicodeAttribute(default="")
+    import_sha256 = UnicodeAttribute()
+    updated_at = UTCDateTimeAttribute()
