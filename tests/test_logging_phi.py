@@ -80,14 +80,17 @@ def test_r17_no_phi_or_secret_in_logs_of_sign_in_payment_import_and_notification
     secrets: list[str] = [EMAIL, PHONE, PHONE[2:], FIRST, LAST, CARD]
     with Client(app) as client:
         # Sign-in: request a code by email, then check it.
-        form = f"clinic={clinic_id}&group={gid}&first_name={FIRST}&last_name={LAST}&contact={EMAIL}"
-        sent = client.http.post("/signin", headers=FORM, body=form.replace("@", "%40").encode())
+        signin = client.http.get(f"/signin?clinic={clinic_id}&group={gid}")  # the login-CSRF cookie (R46)
+        login = {**FORM, "cookie": signin.headers["Set-Cookie"][0].split(";")[0]}
+        csrf = _find(r'name="csrf" value="([^"]+)"', _body(signin))
+        form = f"csrf={csrf}&clinic={clinic_id}&group={gid}&first_name={FIRST}&last_name={LAST}&contact={EMAIL}"
+        sent = client.http.post("/signin", headers=login, body=form.replace("@", "%40").encode())
         assert sent.status_code == 200
         request_id = _find(r'name="request" value="([^"]+)"', _body(sent))
         [row] = notify_selectors.console_outbox_read(clinic_id=clinic_id, limit=1)
         code = _find(r"\b(\d{6})\b", str(row["text"]))
-        ok = client.http.post("/signin/code", headers=FORM,
-                              body=f"clinic={clinic_id}&group={gid}&request={request_id}&code={code}".encode())
+        ok = client.http.post("/signin/code", headers=login,
+                              body=f"csrf={csrf}&clinic={clinic_id}&group={gid}&request={request_id}&code={code}".encode())
         assert ok.status_code == 303
         secrets += [code, ok.headers["Set-Cookie"][0].split(";")[0].split("=", 1)[1]]
 

@@ -138,8 +138,19 @@ def test_the_profile_works_without_javascript_at_360_px(browser, live_server, li
     page.get_by_role("button", name="Save name").click()
     expect(page.get_by_role("status")).to_have_text("Your preferred name was saved.")
     page.get_by_label("New email address").fill("jane.new@example.org")
-    page.get_by_role("button", name="Send a code to the new email").click()
+    page.get_by_role("button", name="Change email").click()
+    # step-up first (R22): a code to the address on file, nothing yet to the new one
+    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+    [stepup] = sent_codes(live_outbox, clinic_id=f.clinic_id, to="jane@example.com")
+    assert sent_codes(live_outbox, clinic_id=f.clinic_id, to="jane.new@example.org") == []
+    page.get_by_label("6-digit code").fill("000000" if stepup != "000000" else "111111")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_have_text("That code is invalid or expired.")
+    page.get_by_label("6-digit code").fill(stepup)
+    page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    session_keys = [c["value"] for c in context.cookies() if c["name"] == "fd_session"]
+    assert len(session_keys) == 1 and session_keys != [cookie]  # a new session key after the step-up (R23)
     [code] = sent_codes(live_outbox, clinic_id=f.clinic_id, to="jane.new@example.org")
     page.get_by_label("6-digit code").fill("000000" if code != "000000" else "111111")
     page.get_by_role("button", name="Confirm the change").click()
@@ -183,6 +194,14 @@ def test_profile_code_and_verify_pages_pass_axe_in_both_languages(browser, live_
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
         page.locator("#new_mobile").fill("555 555 0177")
         page.locator("#new_mobile").press("Enter")
+        stepup = sent_codes(live_outbox, clinic_id=f.clinic_id, to="+15555550123")[0]  # the mobile on file
+        page.locator("#code").fill("000000" if stepup != "000000" else "111111")
+        page.locator("form[action='/profile/contact/stepup'] button").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        assert axe_violations(page) == [], (lang, "profile step-up code")
+        page.locator("#code").fill(stepup)
+        page.locator("form[action='/profile/contact/stepup'] button").click()
+        page.locator("form[action='/profile/contact/verify']").wait_for()
         sent = sent_codes(live_outbox, clinic_id=f.clinic_id, to="+15555550177")[0]
         page.locator("#code").fill("000000" if sent != "000000" else "111111")
         page.locator("form[action='/profile/contact/verify'] button").click()

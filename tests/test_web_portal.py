@@ -312,18 +312,23 @@ def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, t
     f, gid = _portal_family(last_name="Signin")
     sibling = accounts.guarantor_create(clinic_id=f.clinic_id, first_name="Jane", last_name="Signin",
                                         email="jane@example.com")
-    form = f"clinic={f.clinic_id}&group={gid}&first_name=JANE&last_name=signin&contact=jane%40example.com"
-    sent = client.http.post("/signin", headers=FORM, body=form.encode())
+    signin = client.http.get(f"/signin?clinic={f.clinic_id}&group={gid}")
+    login = {"cookie": _cookie(signin), **FORM}  # the login-CSRF cookie and its token (R46)
+    assert login["cookie"].startswith("fd_csrf=")
+    csrf = _find(r'name="csrf" value="([^"]+)"', _body(signin))
+    form = f"csrf={csrf}&clinic={f.clinic_id}&group={gid}&first_name=JANE&last_name=signin&contact=jane%40example.com"
+    sent = client.http.post("/signin", headers=login, body=form.encode())
     assert sent.status_code == 200 and "Enter your code" in _body(sent)
     request_id = _find(r'name="request" value="([^"]+)"', _body(sent))
     [row] = notify_selectors.console_outbox_read(clinic_id=f.clinic_id, limit=1)
     assert row["to"] == "jane@example.com" and row["sensitive"] is True
     code = _find(r"\b(\d{6})\b", str(row["text"]))
-    wrong = client.http.post("/signin/code", headers=FORM,
-                             body=f"clinic={f.clinic_id}&group={gid}&request={request_id}&code=000000".encode())
+    assert _find(r'name="csrf" value="([^"]+)"', _body(sent)) == csrf and "Set-Cookie" not in sent.headers
+    wrong = client.http.post("/signin/code", headers=login,
+                             body=f"csrf={csrf}&clinic={f.clinic_id}&group={gid}&request={request_id}&code=000000".encode())
     assert wrong.status_code == 400 or code == "000000"
-    ok = client.http.post("/signin/code", headers=FORM,
-                          body=f"clinic={f.clinic_id}&group={gid}&request={request_id}&code={code}".encode())
+    ok = client.http.post("/signin/code", headers=login,
+                          body=f"csrf={csrf}&clinic={f.clinic_id}&group={gid}&request={request_id}&code={code}".encode())
     assert ok.status_code == 303 and ok.headers["Location"] == "/switch"
     cookie = {"cookie": _cookie(ok)}
     switcher = _body(client.http.get("/switch", headers=cookie))
@@ -335,7 +340,7 @@ def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, t
                              body=f"guarantor={f.guarantor_id}&csrf={csrf}".encode())
     assert moved.status_code == 303
     assert "$42.00" in _body(client.http.get("/home", headers={"cookie": _cookie(moved)}))
-    unknown = client.http.post("/signin", headers=FORM, body=form.replace("jane%40", "nobody%40").encode())
+    unknown = client.http.post("/signin", headers=login, body=form.replace("jane%40", "nobody%40").encode())
     assert unknown.status_code == 200 and "Enter your code" in _body(unknown)  # the same answer (R21)
     config.reset()
 

@@ -1,7 +1,8 @@
 """The Profile page, the public "is this bill genuine?" page and the Statements page through
 Chalice's test client on DynamoDB Local: preferred name, email and mobile changes confirmed by a
-one-time code sent to the new contact, notification consent, stored-card removal, CSRF, and
-every bad input the issue names (wrong, expired and too many codes, another guarantor's card)."""
+step-up code sent to the current contact and then a code sent to the new one (SECURITY.md R22),
+notification consent, stored-card removal, CSRF, and every bad input the issue names (wrong,
+expired and too many codes, a change without its step-up, another guarantor's card)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,28 @@ class Visitor:
         data = {"csrf": self.csrf() if csrf is None else csrf, **fields}
         return self.client.http.post(path, headers={**self.headers, **FORM}, body=urlencode(data).encode())
 
+    def use_cookie_of(self, response) -> None:
+        """Follow a rotated session key (R23: a new key after the step-up)."""
+        [cookie] = [c for c in response.headers.get("Set-Cookie", []) if c.startswith("fd_session=")]
+        self.cookie = cookie.split(";")[0].split("=", 1)[1]
+        self.headers = {"cookie": f"fd_session={self.cookie}"}
+
+    def change(self, outbox, channel: str, value: str, current: str):
+        """Ask to change ``channel`` to ``value`` and pass the step-up with the code sent to
+        ``current``; return the response showing the form for the new contact's code (or the
+        refusal; the session key it set, if any, is followed)."""
+        asked = self.post("/profile/contact", channel=channel, value=value)
+        assert asked.status_code == 200 and 'action="/profile/contact/stepup"' in _body(asked), _body(asked)[-800:]
+        step = self.post("/profile/contact/stepup", request=_request_id(asked),
+                         code=outbox(self.f.clinic_id, current)[0])
+        if "fd_session=" in str(step.headers.get("Set-Cookie")):
+            self.use_cookie_of(step)
+        return step
+
+
+def _request_id(response) -> str:
+    return _find(r'name="request" value="([^"]+)"', _body(response))
+
 
 def _visitor(client, *, settings: dict | None = None, last_name: str = "Doe") -> Visitor:
     f = factories.family(tenants.clinic_create(name="Riverside", time_zone="America/Chicago",
@@ -140,22 +163,46 @@ def test_posts_without_the_sessions_csrf_token_change_nothing(client, csrf):
     assert v.get("/profile").status_code == 200  # still signed in
 
 
-# --- email and mobile with a one-time code -------------------------------------------------------
+# --- email and mobile: step-up to the current contact, then a code to the new one (R22) ----------
+
+OLD_EMAIL, OLD_MOBILE = "jane@example.com", "+15555550123"
 
 
-def test_an_email_change_takes_the_code_sent_to_the_new_address(client, outbox):
+def _wrong(code: str) -> str:
+    return "000000" if code != "000000" else "111111"
+
+
+def _guarantor(client, *, email: str | None = None, mobile: str | None = None) -> Visitor:
+    """A signed-in guarantor of a clinic of their own with exactly these contacts on file."""
+    cid = tenants.clinic_create(name="Riverside", time_zone="America/Chicago")
+    gid = tenants.group_create(clinic_id=cid, name="Riverside")
+    g = accounts.guarantor_create(clinic_id=cid, first_name="Ana", last_name="Solo", email=email, mobile=mobile)
+    return Visitor(client, factories.Family(cid, g, "", "", ""), gid)
+
+
+def test_an_email_change_needs_the_code_to_the_current_address_then_the_new_ones(client, outbox):
     v = _visitor(client)
     asked = v.post("/profile/contact", channel="email", value="Jane.New@Example.org")
     html = _body(asked)
-    assert asked.status_code == 200 and "jane.new@example.org" in html and 'name="request"' in html
+    assert asked.status_code == 200 and "Confirm it is you" in html and OLD_EMAIL in html
+    [stepup] = outbox(v.f.clinic_id, OLD_EMAIL)  # the step-up code goes to the address on file
+    assert outbox(v.f.clinic_id, "jane.new@example.org") == []  # nothing to the new address yet
+    old_cookie = v.cookie
+    step = v.post("/profile/contact/stepup", request=_request_id(asked), code=stepup)
+    assert step.status_code == 200 and "jane.new@example.org" in _body(step)
+    assert 'action="/profile/contact/verify"' in _body(step)
+    v.use_cookie_of(step)  # R23: a new session key on step-up; the old one is dead
+    assert v.cookie != old_cookie
+    dead = client.http.get("/profile", headers={"cookie": f"fd_session={old_cookie}"})
+    assert dead.status_code == 401
+    assert _find(r'name="csrf" value="([^"]+)"', _body(step)) == pages.csrf_token(v.cookie)
     [code] = outbox(v.f.clinic_id, "jane.new@example.org")
-    assert outbox(v.f.clinic_id, "jane@example.com") == []  # nothing to the old address yet
-    assert _profile(v).email == "jane@example.com"  # unchanged until the code is confirmed
-    request_id = _find(r'name="request" value="([^"]+)"', html)
-    wrong = "000000" if code != "000000" else "111111"
-    refused = v.post("/profile/contact/verify", request=request_id, code=wrong)
+    assert _profile(v).email == OLD_EMAIL  # unchanged until the new address's code is confirmed
+    request_id = _request_id(step)
+    refused = v.post("/profile/contact/verify", request=request_id, code=_wrong(code))
     assert refused.status_code == 400 and "That code is invalid or expired." in _body(refused)
-    assert _profile(v).email == "jane@example.com"
+    assert v.post("/profile/contact/verify", request=request_id, code=stepup).status_code == 400 or stepup == code
+    assert _profile(v).email == OLD_EMAIL
     done = v.post("/profile/contact/verify", request=request_id, code=code)
     assert done.status_code == 303 and done.headers["Location"] == "/profile?done=email"
     assert _profile(v).email == "jane.new@example.org"
@@ -164,68 +211,165 @@ def test_an_email_change_takes_the_code_sent_to_the_new_address(client, outbox):
     assert "Your email address was changed." in _body(v.get("/profile?done=email"))
 
 
+def test_a_change_without_the_step_up_is_refused_with_403_and_nothing_changes(client, outbox):
+    v = _visitor(client)
+    asked = v.post("/profile/contact", channel="sms", value="5555550199")
+    request_id = _request_id(asked)
+    [stepup] = outbox(v.f.clinic_id, OLD_MOBILE)
+    for code in (stepup, "123456", "", "abc"):  # straight to the confirmation, whatever the code
+        r = v.post("/profile/contact/verify", request=request_id, code=code)
+        assert r.status_code == 403 and "first enter the code we sent" in _body(r)
+    assert _profile(v).mobile == OLD_MOBILE
+    assert outbox(v.f.clinic_id, "+15555550199") == []
+    # the 403s burnt nothing: the step-up still works, and then the change
+    step = v.post("/profile/contact/stepup", request=request_id, code=stepup)
+    assert step.status_code == 200
+    v.use_cookie_of(step)
+    [code] = outbox(v.f.clinic_id, "+15555550199")
+    assert v.post("/profile/contact/verify", request=request_id, code=code).status_code == 303
+    assert _profile(v).mobile == "+15555550199"
+
+
+def test_a_wrong_step_up_code_sends_nothing_to_the_new_contact_and_the_sixth_try_fails(client, outbox):
+    v = _visitor(client)
+    asked = v.post("/profile/contact", channel="email", value="new@example.org")
+    request_id = _request_id(asked)
+    [stepup] = outbox(v.f.clinic_id, OLD_EMAIL)
+    for attempt in range(5):
+        r = v.post("/profile/contact/stepup", request=request_id, code=_wrong(stepup))
+        assert r.status_code == 400 and "That code is invalid or expired." in _body(r), attempt
+        assert 'action="/profile/contact/stepup"' in _body(r)  # the same step-up form again
+        assert "Set-Cookie" not in r.headers  # no new session key for a wrong code
+    assert v.post("/profile/contact/stepup", request=request_id, code=stepup).status_code == 400  # R19
+    assert outbox(v.f.clinic_id, "new@example.org") == []
+    assert _profile(v).email == OLD_EMAIL
+    assert v.get("/profile").status_code == 200  # the session is untouched
+
+
+def test_the_step_up_code_goes_to_the_other_channel_when_none_is_on_file(client, outbox):
+    v = _guarantor(client, email="ana@example.com")
+    step = v.change(outbox, "sms", "555-555-0188", current="ana@example.com")
+    assert step.status_code == 200
+    [code] = outbox(v.f.clinic_id, "+15555550188")
+    assert v.post("/profile/contact/verify", request=_request_id(step), code=code).status_code == 303
+    assert _profile(v).mobile == "+15555550188"
+    w = _guarantor(client, mobile="+15555550177")
+    step = w.change(outbox, "email", "ana@example.net", current="+15555550177")
+    [code] = outbox(w.f.clinic_id, "ana@example.net")
+    assert w.post("/profile/contact/verify", request=_request_id(step), code=code).status_code == 303
+    assert _profile(w).email == "ana@example.net"
+
+
+def test_with_no_contact_on_file_a_change_is_refused(client, outbox):
+    v = _guarantor(client)
+    r = v.post("/profile/contact", channel="email", value="ana@example.com")
+    assert r.status_code == 403 and "Please call your practice" in _body(r)
+    assert notify_selectors.console_outbox_read(clinic_id=v.f.clinic_id) == []
+    assert _profile(v).email is None
+
+
+def test_the_step_up_helper_picks_the_current_contact_first():
+    assert accounts.stepup_contact("email", email="A@x.org", mobile="5555550100") == ("email", "a@x.org")
+    assert accounts.stepup_contact("sms", email="a@x.org", mobile="5555550100") == ("sms", "+15555550100")
+    assert accounts.stepup_contact("sms", email="a@x.org", mobile=None) == ("email", "a@x.org")
+    assert accounts.stepup_contact("email", email=None, mobile="5555550100") == ("sms", "+15555550100")
+    with pytest.raises(accounts.StepUpRequired):
+        accounts.stepup_contact("email", email=None, mobile=None)
+
+
 @pytest.mark.skipif(not hasattr(notify, "contact_change_notice"),
                     reason="notify has no contact_change_notice yet (asked for in issue #5's report)")
 def test_the_old_contact_is_told_of_the_change_exactly_once(client, outbox):
     v = _visitor(client)
-    html = _body(v.post("/profile/contact", channel="sms", value="(555) 555-0199"))
+    step = v.change(outbox, "sms", "(555) 555-0199", current=OLD_MOBILE)
     [code] = outbox(v.f.clinic_id, "+15555550199")
-    v.post("/profile/contact/verify", request=_find(r'name="request" value="([^"]+)"', html), code=code)
-    rows = [r for r in notify_selectors.console_outbox_read(clinic_id=v.f.clinic_id) if r["to"] == "+15555550123"]
+    v.post("/profile/contact/verify", request=_request_id(step), code=code)
+    rows = [r for r in notify_selectors.console_outbox_read(clinic_id=v.f.clinic_id)
+            if r["to"] == OLD_MOBILE and not r.get("sensitive")]  # the step-up code is not the notice
     assert len(rows) == 1
 
 
 def test_a_mobile_change_and_the_sixth_guess_fails_even_when_right(client, outbox):
     v = _visitor(client)
-    html = _body(v.post("/profile/contact", channel="sms", value="555.555.0199"))
+    step = v.change(outbox, "sms", "555.555.0199", current=OLD_MOBILE)
     [code] = outbox(v.f.clinic_id, "+15555550199")
-    request_id = _find(r'name="request" value="([^"]+)"', html)
-    wrong = "000000" if code != "000000" else "111111"
+    request_id = _request_id(step)
     for _ in range(5):
-        assert v.post("/profile/contact/verify", request=request_id, code=wrong).status_code == 400
+        assert v.post("/profile/contact/verify", request=request_id, code=_wrong(code)).status_code == 400
     assert v.post("/profile/contact/verify", request=request_id, code=code).status_code == 400  # R19
-    assert _profile(v).mobile == "+15555550123"
+    assert _profile(v).mobile == OLD_MOBILE
 
 
-def test_a_code_is_accepted_at_nine_minutes_59_and_refused_after_ten(client, outbox):
+def test_each_code_is_accepted_at_nine_minutes_59_and_refused_after_ten(client, outbox):
     c = sf.Clock()
-    v = _visitor(client)
     for seconds, status in ((9 * 60 + 59, 303), (10 * 60 + 1, 400)):
+        v = _visitor(client)
         c.at = c.at.replace(microsecond=0)
-        html = _body(v.post("/profile/contact", channel="email", value=f"t{seconds}@example.org"))
+        # the step-up code ...
+        asked = v.post("/profile/contact", channel="email", value=f"s{seconds}@example.org")
+        c.move(seconds=seconds)
+        step = v.post("/profile/contact/stepup", request=_request_id(asked), code=outbox(v.f.clinic_id, OLD_EMAIL)[0])
+        assert step.status_code == {303: 200, 400: 400}[status], seconds
+        if step.status_code == 200:
+            v.use_cookie_of(step)
+        # ... and the new contact's code, which gets 10 minutes of its own
+        step = v.change(outbox, "email", f"t{seconds}@example.org", current=OLD_EMAIL)
         code = outbox(v.f.clinic_id, f"t{seconds}@example.org")[0]
         c.move(seconds=seconds)
-        r = v.post("/profile/contact/verify", request=_find(r'name="request" value="([^"]+)"', html), code=code)
+        r = v.post("/profile/contact/verify", request=_request_id(step), code=code)
         assert r.status_code == status, seconds
-    assert _profile(v).email == "t599@example.org"
+        assert _profile(v).email == (f"t{seconds}@example.org" if status == 303 else OLD_EMAIL)
 
 
-def test_a_newer_code_retires_the_older_one(client, outbox):
+def test_a_newer_change_retires_the_older_ones_codes(client, outbox):
     v = _visitor(client)
-    first = _body(v.post("/profile/contact", channel="email", value="a@example.org"))
+    first = v.change(outbox, "email", "a@example.org", current=OLD_EMAIL)
     [old_code] = outbox(v.f.clinic_id, "a@example.org")
-    v.post("/profile/contact", channel="email", value="b@example.org")
-    r = v.post("/profile/contact/verify", request=_find(r'name="request" value="([^"]+)"', first), code=old_code)
-    assert r.status_code == 400 and _profile(v).email == "jane@example.com"  # R18
+    second = v.post("/profile/contact", channel="email", value="b@example.org")
+    r = v.post("/profile/contact/verify", request=_request_id(first), code=old_code)
+    assert r.status_code == 400 and _profile(v).email == OLD_EMAIL  # R18
+    r = v.post("/profile/contact/stepup", request=_request_id(first), code=outbox(v.f.clinic_id, OLD_EMAIL)[1])
+    assert r.status_code == 400  # the older step-up code too
+    assert _request_id(second) != _request_id(first)
 
 
-def test_too_many_codes_to_one_destination_are_refused(client, outbox):
+def test_step_up_codes_are_capped_per_current_contact_and_per_guarantor(client, outbox):
     v = _visitor(client)
-    for _ in range(3):
-        assert v.post("/profile/contact", channel="email", value="new@example.org").status_code == 200
-    fourth = v.post("/profile/contact", channel="email", value="new@example.org")
+    for i in range(3):
+        assert v.post("/profile/contact", channel="email", value=f"n{i}@example.org").status_code == 200
+    fourth = v.post("/profile/contact", channel="sms", value="5555550111")  # still 3 per guarantor (R20)
     assert fourth.status_code == 429 and "Too many codes" in _body(fourth)
-    assert len(outbox(v.f.clinic_id, "new@example.org")) == 3  # R20: the 4th in 15 min is not sent
-
-
-def test_change_codes_are_capped_per_destination_and_per_guarantor(client, outbox):
-    v = _visitor(client)
+    assert len(outbox(v.f.clinic_id, OLD_EMAIL)) == 3 and outbox(v.f.clinic_id, OLD_MOBILE) == []
+    # the current contact's cap is the sign-in cap of that destination: shared by a family
     sibling = Visitor(client, factories.family(v.f.clinic_id, last_name="Sib"), v.group_id)
-    for _ in range(3):
-        assert sibling.post("/profile/contact", channel="email", value="pumped@example.org").status_code == 200
-    assert v.post("/profile/contact", channel="email", value="pumped@example.org").status_code == 429
+    assert sibling.post("/profile/contact", channel="email", value="s@example.org").status_code == 429
+    assert len(outbox(v.f.clinic_id, OLD_EMAIL)) == 3
+
+
+def test_new_contact_codes_are_capped_per_destination(client, outbox):
+    cid = tenants.clinic_create(name="Riverside", time_zone="America/Chicago")
+    gid = tenants.group_create(clinic_id=cid, name="Riverside")
+    visitors = [Visitor(client, factories.Family(cid, accounts.guarantor_create(
+        clinic_id=cid, first_name="Ana", last_name=f"N{i}", email=f"ana{i}@example.com"), "", "", ""), gid)
+        for i in range(4)]
+    for v in visitors[:3]:
+        assert v.change(outbox, "email", "pumped@example.org", current=v_email(v)).status_code == 200
+    last = visitors[3]
+    r = last.change(outbox, "email", "pumped@example.org", current=v_email(last))
+    assert r.status_code == 429 and "Too many codes" in _body(r)  # R20: the 4th in 15 min is not sent
+    assert len(outbox(cid, "pumped@example.org")) == 3
+    assert last.get("/profile").status_code == 200  # the rotated session carries on
+
+
+def v_email(v: Visitor) -> str:
+    return str(_profile(v).email)
+
+
+def test_new_contact_codes_are_capped_per_guarantor(client, outbox):
+    v = _guarantor(client, email="ana@example.com")
     for i in range(3):  # one guarantor spraying codes to many numbers (SMS pumping, R20)
-        assert v.post("/profile/contact", channel="sms", value=f"555555020{i}").status_code == 200
+        step = v.change(outbox, "sms", f"555555020{i}", current="ana@example.com")
+        assert step.status_code == 200
     assert v.post("/profile/contact", channel="sms", value="5555550209").status_code == 429
     assert outbox(v.f.clinic_id, "+15555550209") == []
 
@@ -247,13 +391,16 @@ def test_bad_or_unchanged_contacts_are_refused_without_a_code(client, outbox, ch
 
 def test_another_guarantors_change_request_cannot_be_confirmed(client, outbox):
     v = _visitor(client)
-    sibling = Visitor(client, factories.family(v.f.clinic_id, last_name="Sib"),
-                      v.group_id)
-    html = _body(v.post("/profile/contact", channel="email", value="mine@example.org"))
+    sibling = Visitor(client, factories.family(v.f.clinic_id, last_name="Sib"), v.group_id)
+    asked = v.post("/profile/contact", channel="email", value="mine@example.org")
+    [stepup] = outbox(v.f.clinic_id, OLD_EMAIL)
+    assert sibling.post("/profile/contact/stepup", request=_request_id(asked), code=stepup).status_code == 400
+    step = v.post("/profile/contact/stepup", request=_request_id(asked), code=stepup)
+    v.use_cookie_of(step)
     [code] = outbox(v.f.clinic_id, "mine@example.org")
-    r = sibling.post("/profile/contact/verify", request=_find(r'name="request" value="([^"]+)"', html), code=code)
+    r = sibling.post("/profile/contact/verify", request=_request_id(step), code=code)
     assert r.status_code == 400
-    assert _profile(sibling).email == "jane@example.com" and _profile(v).email == "jane@example.com"
+    assert _profile(sibling).email == OLD_EMAIL and _profile(v).email == OLD_EMAIL
 
 
 # --- notification preferences --------------------------------------------------------------------
@@ -420,13 +567,24 @@ def _statement_code(c: sf.Clock) -> tuple[str, str]:
     return cid, row.verification_code
 
 
+def _verify_post(client, fields: dict[str, str], page: str = "/verify"):
+    """Post the "is this bill genuine?" form as a browser does: with the ``fd_csrf`` cookie and
+    the token its page set (R46)."""
+    form = client.http.get(page)
+    name = pages.cookie_name(pages.LOGIN_CSRF_COOKIE)  # __Host-fd_csrf when the portal is on HTTPS
+    cookie = next(c for c in form.headers["Set-Cookie"] if c.startswith(f"{name}=")).split(";")[0]
+    token = _find(r'name="csrf" value="([^"]+)"', _body(form))
+    return client.http.post("/verify", headers={**FORM, "cookie": cookie},
+                            body=urlencode({"csrf": token, **fields}).encode())
+
+
 @pytest.mark.usefixtures("statements_env")
 def test_verify_answers_genuine_with_practice_and_date_only(client):
     c = sf.Clock()
     cid, code = _statement_code(c)
     form = client.http.get(f"/verify?c={cid}")
     assert form.status_code == 200 and f'name="c" value="{cid}"' in _body(form) and "<script" not in _body(form)
-    good = client.http.post("/verify", headers=FORM, body=urlencode({"c": cid, "code": code.lower()}).encode())
+    good = _verify_post(client, {"c": cid, "code": code.lower()})
     html = _body(good)
     assert good.status_code == 200 and "this is a genuine statement" in html
     assert "Sunrise Family Medicine" in html and c.today in html and "(555) 555-0142" in html
@@ -441,11 +599,12 @@ def test_verify_answers_the_same_for_a_wrong_code_and_an_unknown_practice(client
     cid, code = _statement_code(c)
     answers = []
     for clinic_id, typed in ((cid, "ABCD-EFGH"), (cid, "not a code"), ("c_0123456789abcdef", code)):
-        r = client.http.post("/verify", headers=FORM, body=urlencode({"c": clinic_id, "code": typed}).encode())
+        r = _verify_post(client, {"c": clinic_id, "code": typed})
         assert r.status_code == 200 and "We could not confirm this bill." in _body(r)
-        answers.append(re.sub(r'(nonce[-=]"?[\w-]+|name="c" value="[^"]*"|c(=|%3D)c_\w+)', "", _body(r)))
+        answers.append(re.sub(r'(nonce[-=]"?[\w-]+|name="c" value="[^"]*"|name="csrf" value="\w+"|c(=|%3D)c_\w+)', "",
+                              _body(r)))
     assert len(set(answers)) == 1
-    bare = client.http.post("/verify", headers=FORM, body=b"code=ABCD-EFGH")
+    bare = _verify_post(client, {"code": "ABCD-EFGH"})
     assert bare.status_code == 400 and "exactly as printed" in _body(bare)
 
 
@@ -453,8 +612,7 @@ def test_verify_answers_the_same_for_a_wrong_code_and_an_unknown_practice(client
 def test_verify_is_rate_limited_per_address(client):
     c = sf.Clock()
     cid, code = _statement_code(c)
-    body = urlencode({"c": cid, "code": "ABCD-EFGH"}).encode()
-    statuses = [client.http.post("/verify", headers=FORM, body=body).status_code for _ in range(21)]
+    statuses = [_verify_post(client, {"c": cid, "code": "ABCD-EFGH"}).status_code for _ in range(21)]
     assert statuses == [200] * 20 + [429]
-    right = client.http.post("/verify", headers=FORM, body=urlencode({"c": cid, "code": code}).encode())
+    right = _verify_post(client, {"c": cid, "code": code})
     assert right.status_code == 429 and "genuine statement" not in _body(right)  # even the right code waits

@@ -12,7 +12,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -402,6 +402,8 @@ PREFERRED_NAME_MAX = 40
 CONTACT_CODE_MINUTES = 10
 CONTACT_CODE_ATTEMPTS = 5
 CONTACT_CHANNELS = ("email", "sms")
+#: A pending change first awaits the step-up code sent to the current contact, then the new one's (R22).
+STAGE_STEPUP, STAGE_NEW = "stepup", "new"
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,252}\.[A-Za-z]{2,}$")
 
 
@@ -460,30 +462,75 @@ def contact_normalize(channel: str, value: str) -> str:
     raise InvalidInput(f"channel must be one of {CONTACT_CHANNELS}")
 
 
+class StepUpRequired(CodeRefused):
+    """A contact change was attempted before its step-up code (to the current contact) was
+    confirmed, or no contact is on file to send one to (SECURITY.md R22): the portal answers 403."""
+
+
+def stepup_contact(channel: str, *, email: str | None, mobile: str | None) -> tuple[str, str]:
+    """Where the step-up code for changing ``channel`` goes (SECURITY.md R22): the CURRENT
+    contact of that channel, else the other channel's contact on file. Returns ``(channel,
+    destination)`` with the destination normalized (casefolded email, E.164 mobile).
+    Raises InvalidInput for an unknown channel, StepUpRequired when no usable contact is on file
+    (nothing can prove it is the account holder; the practice changes it)."""
+    if channel not in CONTACT_CHANNELS:
+        raise InvalidInput(f"channel must be one of {CONTACT_CHANNELS}")
+    on_file = {"email": email, "sms": mobile}
+    for candidate in (channel, "sms" if channel == "email" else "email"):
+        value = on_file[candidate]
+        if not value:
+            continue
+        try:
+            return candidate, contact_normalize(candidate, value)
+        except InvalidInput:
+            continue
+    raise StepUpRequired("no contact on file to confirm the change")
+
+
 @dataclass(frozen=True)
 class ContactChange:
-    """A pending email or mobile change: the code went to ``value`` (the NEW contact)."""
+    """A pending email or mobile change (SECURITY.md R22). ``stage`` is ``stepup`` while the
+    code that went to ``stepup_to`` (the current contact, by ``stepup_channel``) awaits
+    confirmation, then ``new`` while the code sent to ``value`` (the NEW contact) does."""
 
     request_id: str
     channel: str
     value: str
     expires_at: datetime
+    stage: str
+    stepup_channel: str
+    stepup_to: str
+
+
+def _pending_view(pending: Mapping[str, Any]) -> ContactChange:
+    return ContactChange(str(pending["request_id"]), str(pending["channel"]), str(pending["value"]),
+                         datetime.fromtimestamp(int(pending["expires_epoch"]), tz=UTC),
+                         str(pending.get("stage") or STAGE_STEPUP), str(pending.get("stepup_channel") or ""),
+                         str(pending.get("stepup_to") or ""))
+
+
+def _require_code_hash(code_hash: str) -> None:
+    if not (isinstance(code_hash, str) and len(code_hash) == 64):
+        raise InvalidInput("code_hash is an HMAC-SHA256 hex digest")
 
 
 @clinic_scoped
 def contact_change_start(*, clinic_id: str, guarantor_id: str, channel: str, value: str, request_id: str,
                          code_hash: str) -> ContactChange:
-    """Hold a change of the guarantor's email (``channel="email"``) or mobile (``"sms"``) until
-    the one-time code sent to the new contact is confirmed (REFERENCE-PORTAL.md G7, SECURITY.md
-    R22). Only ``code_hash`` (links' HMAC of the code and ``request_id``, R16) is kept. A newer
-    change replaces the pending one, so earlier codes stop working (R18). Nothing visible
-    changes until :func:`contact_change_confirm`.
-    Raises InvalidInput (format, or the value already on file), UnknownGuarantor.
+    """Begin a change of the guarantor's email (``channel="email"``) or mobile (``"sms"``):
+    hold the new ``value`` and the step-up code's hash until :func:`contact_change_stepup`
+    (REFERENCE-PORTAL.md G7, SECURITY.md R22). The caller sends that code to the returned
+    ``stepup_to`` (the current contact of the channel, else the other channel on file; see
+    :func:`stepup_contact`), never to the new contact. Only ``code_hash`` (links' HMAC of the
+    code and ``request_id``, R16) is kept; it lives 10 minutes and takes 5 guesses (R17, R19).
+    A newer change replaces the pending one, so earlier codes stop working (R18). Nothing
+    visible changes until :func:`contact_change_confirm`.
+    Raises InvalidInput (format, or the value already on file), StepUpRequired (no contact on
+    file to confirm with), UnknownGuarantor.
     """
     normalized = contact_normalize(channel, value)
     require_id(request_id, field="request_id")
-    if not (isinstance(code_hash, str) and len(code_hash) == 64):
-        raise InvalidInput("code_hash is an HMAC-SHA256 hex digest")
+    _require_code_hash(code_hash)
     current = GuarantorItem.batch_get([_profile_key(clinic_id, guarantor_id)])
     profile = next((p for p in current if isinstance(p, GuarantorItem)), None)
     if profile is None:
@@ -495,12 +542,65 @@ def contact_change_start(*, clinic_id: str, guarantor_id: str, channel: str, val
         same = False
     if same:
         raise InvalidInput(f"{'email' if channel == 'email' else 'mobile'}: that is already on file")
+    stepup_channel, stepup_to = stepup_contact(channel, email=profile.email, mobile=profile.mobile)
     expires = clock.now() + timedelta(minutes=CONTACT_CODE_MINUTES)
     pending = {"request_id": request_id, "channel": channel, "value": normalized, "code_hash": code_hash,
-               "expires_epoch": int(expires.timestamp()), "attempts": 0}
+               "expires_epoch": int(expires.timestamp()), "attempts": 0, "stage": STAGE_STEPUP,
+               "stepup_channel": stepup_channel, "stepup_to": stepup_to}
     if not _profile_update(clinic_id, guarantor_id, [GuarantorItem.contact_change.set(pending)]):
         raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
-    return ContactChange(request_id, channel, normalized, expires)
+    return _pending_view(pending)
+
+
+def _pending_get(clinic_id: str, guarantor_id: str) -> tuple[GuarantorItem, dict[str, Any] | None]:
+    pk, sk = _profile_key(clinic_id, guarantor_id)
+    try:
+        profile = GuarantorItem.get(pk, sk, consistent_read=True)
+    except GuarantorItem.DoesNotExist:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
+    pending = profile.contact_change.as_dict() if profile.contact_change is not None else None
+    return profile, pending
+
+
+def _live(request_id: str, stage: str) -> Any:
+    """The condition of a pending change still open at ``stage``: this request's, unexpired
+    (checked here, not left to any TTL, R17) and under 5 attempts (R19)."""
+    change = GuarantorItem.contact_change
+    return ((change["request_id"] == request_id) & (change["stage"] == stage)
+            & (change["attempts"] < CONTACT_CODE_ATTEMPTS) & (change["expires_epoch"] > int(clock.now().timestamp())))
+
+
+@clinic_scoped
+def contact_change_stepup(*, clinic_id: str, guarantor_id: str, request_id: str, code_hash: str,
+                          new_code_hash: str) -> ContactChange:
+    """Confirm the step-up code that went to the current contact (SECURITY.md R22) and arm the
+    code for the NEW contact (``new_code_hash``; the caller sends that code to the returned
+    ``value``), with a fresh 10 minutes and 5 guesses of its own (R17, R19).
+
+    One conditional update: the pending change must be this request's, at the step-up stage,
+    unexpired and under 5 attempts. A wrong code burns an attempt and the 6th try fails even
+    when right; a right code moves the change to stage ``new``, so the step-up code cannot be
+    used twice. Raises CodeRefused for every refusal (wrong, expired, used, superseded, another
+    guarantor's request), InvalidInput (``new_code_hash``), UnknownGuarantor.
+    """
+    refused = CodeRefused("code invalid or expired")
+    _require_code_hash(new_code_hash)
+    try:
+        require_id(request_id, field="request_id")
+    except InvalidInput:
+        raise refused from None
+    _, pending = _pending_get(clinic_id, guarantor_id)
+    if not pending or pending.get("request_id") != request_id or pending.get("stage") != STAGE_STEPUP:
+        raise refused
+    change = GuarantorItem.contact_change
+    right = isinstance(code_hash, str) and hmac.compare_digest(str(pending.get("code_hash")), code_hash)
+    expires = clock.now() + timedelta(minutes=CONTACT_CODE_MINUTES)
+    armed = {**pending, "stage": STAGE_NEW, "code_hash": new_code_hash, "attempts": 0,
+             "expires_epoch": int(expires.timestamp())}
+    actions = [change.set(armed)] if right else [change["attempts"].set(change["attempts"] + 1)]
+    if not _profile_update(clinic_id, guarantor_id, actions, _live(request_id, STAGE_STEPUP)) or not right:
+        raise refused
+    return _pending_view(armed)
 
 
 @dataclass(frozen=True)
@@ -514,35 +614,33 @@ class ContactChanged:
 
 @clinic_scoped
 def contact_change_confirm(*, clinic_id: str, guarantor_id: str, request_id: str, code_hash: str) -> ContactChanged:
-    """Apply the pending change whose code hashes to ``code_hash``; single use and atomic.
+    """Apply the pending change whose NEW-contact code hashes to ``code_hash``; single use and
+    atomic, and only after its step-up (:func:`contact_change_stepup`, SECURITY.md R22).
 
-    One conditional update: the pending change must be this request's, unexpired (checked here,
-    not left to any TTL, R17) and under 5 attempts; a right code sets the email/mobile and drops
-    the pending change (so a replay or a double submit is refused), a wrong one burns an attempt,
-    and the 6th try fails even when right (R19). Raises CodeRefused for every refusal (wrong,
-    expired, used, superseded, another guarantor's request), UnknownGuarantor.
+    One conditional update: the pending change must be this request's, past its step-up,
+    unexpired (checked here, not left to any TTL, R17) and under 5 attempts; a right code sets
+    the email/mobile and drops the pending change (so a replay or a double submit is refused),
+    a wrong one burns an attempt, and the 6th try fails even when right (R19).
+    Raises StepUpRequired when this request's step-up is not confirmed (whatever the code),
+    CodeRefused for every other refusal (wrong, expired, used, superseded, another guarantor's
+    request), UnknownGuarantor.
     """
     refused = CodeRefused("code invalid or expired")
-    pk, sk = _profile_key(clinic_id, guarantor_id)
     try:
         require_id(request_id, field="request_id")
     except InvalidInput:
         raise refused from None
-    try:
-        profile = GuarantorItem.get(pk, sk, consistent_read=True)
-    except GuarantorItem.DoesNotExist:
-        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
-    pending = profile.contact_change.as_dict() if profile.contact_change is not None else None
+    profile, pending = _pending_get(clinic_id, guarantor_id)
     if not pending or pending.get("request_id") != request_id:
         raise refused
+    if pending.get("stage") != STAGE_NEW:
+        raise StepUpRequired("confirm the code sent to the contact on file first")
     change = GuarantorItem.contact_change
-    live = ((change["request_id"] == request_id) & (change["attempts"] < CONTACT_CODE_ATTEMPTS)
-            & (change["expires_epoch"] > int(clock.now().timestamp())))
     right = isinstance(code_hash, str) and hmac.compare_digest(str(pending.get("code_hash")), code_hash)
     channel, value = str(pending["channel"]), str(pending["value"])
     field = GuarantorItem.email if channel == "email" else GuarantorItem.mobile
     old = profile.email if channel == "email" else profile.mobile
     actions = [field.set(value), change.remove()] if right else [change["attempts"].set(change["attempts"] + 1)]
-    if not _profile_update(clinic_id, guarantor_id, actions, live) or not right:
+    if not _profile_update(clinic_id, guarantor_id, actions, _live(request_id, STAGE_NEW)) or not right:
         raise refused
     return ContactChanged(channel, old, value)

@@ -7,12 +7,17 @@
 - Cookies: HttpOnly, SameSite=Lax, Path=/; ``__Host-`` prefixed and Secure when the portal is
   served over HTTPS (R23). Locally (http://127.0.0.1) the plain name is used.
 - Every form posted with a session carries a CSRF token bound to that session (R46).
+- Forms posted before there is a session (sign-in, its code, the "is this bill genuine?" check)
+  carry a login-CSRF token instead: a double-submit cookie (``fd_csrf``, random, set with the
+  form's page under the same rules as the session cookie) and, in a hidden field, its HMAC
+  under the pepper (R46).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from functools import lru_cache
 from http.cookies import SimpleCookie
@@ -29,6 +34,8 @@ from chalicelib.web import i18n
 TEMPLATES = i18n.LOCALE_DIR.parent / "templates"
 SESSION_COOKIE = "fd_session"
 LANG_COOKIE = "fd_lang"
+LOGIN_CSRF_COOKIE = "fd_csrf"
+_LOGIN_CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @lru_cache(maxsize=4)
@@ -77,6 +84,11 @@ def form(raw_body: bytes | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
+def _mac(purpose: str, value: str) -> str:
+    key = config.settings().code_pepper.encode()
+    return hmac.new(key, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def csrf_token(session_cookie: str) -> str:
     """The CSRF token of a session: HMAC-SHA256(pepper, "csrf" | session cookie), 32 hex.
 
@@ -84,8 +96,7 @@ def csrf_token(session_cookie: str) -> str:
     unguessable without the HttpOnly cookie, so a page of another site cannot forge a post
     (SECURITY.md R46). Nothing is stored.
     """
-    key = config.settings().code_pepper.encode()
-    return hmac.new(key, f"csrf|{session_cookie}".encode(), hashlib.sha256).hexdigest()[:32]
+    return _mac("csrf", session_cookie)
 
 
 def csrf_ok(session_cookie: str | None, token: str | None) -> bool:
@@ -93,6 +104,30 @@ def csrf_ok(session_cookie: str | None, token: str | None) -> bool:
     if not session_cookie or not token:
         return False
     return hmac.compare_digest(csrf_token(session_cookie), token)
+
+
+def login_csrf(cookie_value: str | None) -> tuple[str, list[str]]:
+    """The login-CSRF token for a page with a pre-session form, and the Set-Cookie values to
+    send with it (SECURITY.md R46, double-submit cookie).
+
+    ``cookie_value`` is the browser's ``fd_csrf`` cookie: kept when well formed (43 URL-safe
+    characters), so several open tabs keep working; otherwise a new random one is set
+    (HttpOnly, SameSite=Lax, ``__Host-`` and Secure over HTTPS, as the session cookie, R23).
+    The token is HMAC-SHA256(pepper, "login-csrf" | cookie), 32 hex, so another site can
+    neither read nor forge it, and a session's token does not pass for it.
+    """
+    if cookie_value and _LOGIN_CSRF_VALUE.fullmatch(cookie_value):
+        return _mac("login-csrf", cookie_value), []
+    fresh = secrets.token_urlsafe(32)
+    return _mac("login-csrf", fresh), [set_cookie(LOGIN_CSRF_COOKIE, fresh)]
+
+
+def login_csrf_ok(cookie_value: str | None, token: str | None) -> bool:
+    """Whether a pre-session form's ``token`` matches the browser's ``fd_csrf`` cookie
+    (constant time). False when either is missing or the cookie is malformed (R46)."""
+    if not cookie_value or not token or not _LOGIN_CSRF_VALUE.fullmatch(cookie_value):
+        return False
+    return hmac.compare_digest(_mac("login-csrf", cookie_value), token)
 
 
 def headers(nonce: str) -> dict[str, str]:

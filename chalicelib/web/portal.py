@@ -130,22 +130,52 @@ def form_expired(session: Session) -> Response:
     return _render("invalid.html", session, status=403, reason="form", phone=None)
 
 
+def _public_render(template: str, *, status: int = 200, **context_: Any) -> Response:
+    """Render a page whose form is posted without a session (sign-in, its code, verify) with
+    the login-CSRF token as ``csrf``, setting the ``fd_csrf`` cookie when the browser has none
+    (SECURITY.md R46)."""
+    token, cookies = pages.login_csrf(_cookies().get(pages.cookie_name(pages.LOGIN_CSRF_COOKIE)))
+    return pages.render(template, language=_language(), status=status, cookies=cookies, csrf=token, **context_)
+
+
+def login_form(view: View) -> View:
+    """For POSTs made before there is a session: refuse, with 403 and before anything is read
+    or written, a post whose ``csrf`` field is not the HMAC of the browser's ``fd_csrf``
+    cookie (another site's form: login CSRF, SECURITY.md R46)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        cookie = _cookies().get(pages.cookie_name(pages.LOGIN_CSRF_COOKIE))
+        if not pages.login_csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
+            return pages.render("invalid.html", language=_language(), status=403, reason="form", phone=None,
+                                practice=None)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 def page_path(page: str) -> str:
     return "/" + page.split(":")[0]
 
 
-def _page_context(session: Session) -> dict[str, Any]:
+def _page_context(session: Session, cookie: str | None = None) -> dict[str, Any]:
+    """What every session page renders with; ``cookie`` is the session cookie the page's forms
+    will be posted with (default: this request's; a new one after a session rotation)."""
     data = account_selectors.guarantor_page(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
                                             group_id=session.group_id)
     return {"page": data, "settings": data.group.settings, "session": session,
             "theme_css": context.theme_css(data.group.settings), "full": session.method == "code",
-            "csrf": pages.csrf_token(_session_cookie() or "")}
+            "csrf": pages.csrf_token(cookie or _session_cookie() or "")}
 
 
-def _render(template: str, session: Session, *, status: int = 200, **extra: Any) -> Response:
-    ctx = _page_context(session)
+def _render(template: str, session: Session, *, status: int = 200, new_cookie: str | None = None,
+            **extra: Any) -> Response:
+    """Render a session page; with ``new_cookie`` (a rotated session, R23) the cookie is set
+    and the page's forms carry its CSRF token."""
+    ctx = _page_context(session, new_cookie)
     language = _language(ctx["page"].guarantor.language)
-    return pages.render(template, language=language, status=status, **ctx, **extra)
+    cookies = [pages.set_cookie(pages.SESSION_COOKIE, new_cookie)] if new_cookie else None
+    return pages.render(template, language=language, status=status, cookies=cookies, **ctx, **extra)
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -190,8 +220,8 @@ def signin_form() -> Response:
     clinic_id, group_id = _signin_target()
     if clinic_id is None or group_id is None:
         return neutral(None, status=404)
-    return pages.render("signin.html", language=_language(), clinic_id=clinic_id, group_id=group_id,
-                        next=pages.safe_next((_request().query_params or {}).get("next"), "/home"), error=None)
+    return _public_render("signin.html", clinic_id=clinic_id, group_id=group_id,
+                          next=pages.safe_next((_request().query_params or {}).get("next"), "/home"), error=None)
 
 
 def _signin_target() -> tuple[str | None, str | None]:
@@ -216,6 +246,7 @@ def _address_hash() -> str:
 
 
 @portal.route("/signin", methods=["POST"], content_types=FORM)
+@login_form
 def signin_request() -> Response:
     """Ask for a code. The same page follows whether or not anyone matched (R21)."""
     data = pages.form(_request().raw_body)
@@ -227,21 +258,22 @@ def signin_request() -> Response:
                                      last_name=data.get("last_name", ""), contact=data.get("contact", ""),
                                      address_hash=_address_hash())
     except InvalidInput as exc:
-        return pages.render("signin.html", language=language, status=400, clinic_id=clinic_id, group_id=group_id,
-                            next=pages.safe_next(data.get("next")), error=str(exc))
+        return _public_render("signin.html", status=400, clinic_id=clinic_id, group_id=group_id,
+                              next=pages.safe_next(data.get("next")), error=str(exc))
     except TooManyRequests:
-        return pages.render("signin.html", language=language, status=429, clinic_id=clinic_id, group_id=group_id,
-                            next=pages.safe_next(data.get("next")), error="too_many")
+        return _public_render("signin.html", status=429, clinic_id=clinic_id, group_id=group_id,
+                              next=pages.safe_next(data.get("next")), error="too_many")
     except NotFound:
         return neutral(None)
     if request.send is not None:
         context.code_deliver(clinic_id=clinic_id, request_id=request.request_id, channel=request.send[0],
                              destination=request.send[1], code=request.send[2], language=language)
-    return pages.render("code.html", language=language, clinic_id=clinic_id, request_id=request.request_id,
-                        group_id=group_id, next=pages.safe_next(data.get("next")), error=None)
+    return _public_render("code.html", clinic_id=clinic_id, request_id=request.request_id, group_id=group_id,
+                          next=pages.safe_next(data.get("next")), error=None)
 
 
 @portal.route("/signin/code", methods=["POST"], content_types=FORM)
+@login_form
 def signin_verify() -> Response:
     """Step 2: the code. A new session key on sign-in (R23); several accounts → switcher."""
     data = pages.form(_request().raw_body)
@@ -249,8 +281,8 @@ def signin_verify() -> Response:
     try:
         guarantor_ids = links.code_verify(clinic_id=clinic_id, request_id=request_id, code=data.get("code", ""))
     except (CodeRefused, InvalidInput):
-        return pages.render("code.html", language=_language(), status=400, clinic_id=clinic_id, group_id=group_id,
-                            request_id=request_id, next=pages.safe_next(data.get("next")), error="code")
+        return _public_render("code.html", status=400, clinic_id=clinic_id, group_id=group_id,
+                              request_id=request_id, next=pages.safe_next(data.get("next")), error="code")
     old = _session_cookie()
     if old:
         links.session_end(cookie=old)
@@ -290,14 +322,16 @@ def switch_to(session: Session) -> Response:
 
 @portal.route("/logout", methods=["POST"], content_types=FORM)
 def logout() -> Response:
-    """End the session server-side and clear the cookie."""
+    """End the session server-side and clear the cookie. Refused with 403, nothing ended,
+    without the session's CSRF token (R46): another site cannot log the guarantor out, and
+    with no session there is nothing to end."""
     cookie = _session_cookie()
     clinic_id = _clinic_of(cookie)
-    if cookie and not pages.csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
+    if not pages.csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
         return pages.render("invalid.html", language=_language(), status=403, reason="form", phone=None,
                             practice=None)
-    if cookie:
-        links.session_end(cookie=cookie)
+    assert cookie is not None
+    links.session_end(cookie=cookie)
     return pages.render("logged_out.html", language=_language(), practice=None, clinic_id=clinic_id,
                         cookies=[pages.clear_cookie(pages.SESSION_COOKIE)])
 
@@ -391,33 +425,32 @@ def _verify_clinic(value: str | None) -> str | None:
 def verify_form() -> Response:
     """Public (no sign-in): a form for the verification code printed on a paper statement."""
     clinic_id = _verify_clinic((_request().query_params or {}).get("c"))
-    return pages.render("verify.html", language=_language(), clinic_id=clinic_id, result=None, error=None)
+    return _public_render("verify.html", clinic_id=clinic_id, result=None, error=None)
 
 
 @portal.route("/verify", methods=["POST"], content_types=FORM)
+@login_form
 def verify_check() -> Response:
     """Answer genuine or not genuine for a code (``statements.selectors.statement_verify``) and,
     when genuine, only the practice's name and phone and the statement date(s): no name,
     amount or health data (PRODUCT.md §11). An unknown practice, a malformed code and an
-    unknown code get the same answer. 20 checks per source address per hour (R20, R28)."""
+    unknown code get the same answer. 20 checks per source address per hour (R20, R28); a
+    post without the login-CSRF token is refused first (R46)."""
     data = pages.form(_request().raw_body)
     clinic_id = _verify_clinic(data.get("c"))
-    language = _language()
     if clinic_id is None:
-        return pages.render("verify.html", language=language, status=400, clinic_id=None, result=None,
-                            error="no_practice")
+        return _public_render("verify.html", status=400, clinic_id=None, result=None, error="no_practice")
     try:
         clinic = tenant_selectors.clinic_get(clinic_id=clinic_id)
         links.rate_take(clinic_id=clinic_id, subject=f"verify-{_address_hash()}", minutes=60, limit=VERIFY_PER_HOUR)
     except NotFound:
         clinic = None
     except TooManyRequests:
-        return pages.render("verify.html", language=language, status=429, clinic_id=clinic_id, result=None,
-                            error="too_many")
+        return _public_render("verify.html", status=429, clinic_id=clinic_id, result=None, error="too_many")
     result = statement_selectors.statement_verify(clinic_id=clinic_id, code=data.get("code", ""))
     genuine = clinic is not None and result.genuine
-    return pages.render("verify.html", language=language, clinic_id=clinic_id, error=None,
-                        result={"genuine": genuine, "practice": result.practice if genuine else None,
+    return _public_render("verify.html", clinic_id=clinic_id, error=None,
+                          result={"genuine": genuine, "practice": result.practice if genuine else None,
                                 "phone": clinic.phone if genuine and clinic else None,
                                 "dates": result.statement_dates if genuine else ()})
 
