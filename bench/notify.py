@@ -5,7 +5,8 @@ In one run, against DynamoDB Local started here and moto's SES and SNS in proces
 - fan-out: ``messages_due_fanout`` finds the due reminders through the sharded due index and
   queues their ids; workers (threads, standing in for concurrent Lambda invocations) run
   ``message_send`` on each: read message, profile, balance and contact point, check consent,
-  quiet hours and caps, issue the pay link, render, claim, call SES or SNS, mark sent;
+  quiet hours and caps, render, claim (one transaction that also stores the pay link and counts
+  the cap), call SES or SNS, mark sent;
 - limit: raw boto3 ``send_email`` / SMS ``publish`` of the same number of pre-rendered messages
   to the same moto, one after the other (S5's "smtplib over one persistent connection");
 - the limiter: with the send rate set to N per second, the most sends seen in any one-second

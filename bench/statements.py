@@ -9,7 +9,10 @@ Against DynamoDB Local started here, in one run:
   enumerates pages (100 guarantors each) and "sends" them, and a pool of 2 worker processes
   (the SQS fan-out's consumers) processes the pages with the same ``statement_run_page`` the
   Lambda consumer calls: read, plan, two pay links, ReportLab + ``qrcode`` PDF, write it to the
-  local storage folder, and the snapshot transaction;
+  local storage folder, and the snapshot transaction (which also stores the pay links);
+- **print files**: the finished run's merged PDF (volumes of ``PRINT_VOLUME`` statements) and
+  manifest for the print vendor, built by one worker from the statement PDFs, timed apart (on
+  AWS it is its own SQS message), with that worker's peak RSS;
 - **limit, same run**: the identical page (same StatementDoc shape, URL length and number of
   lines) rendered from in-memory fixtures with ReportLab + ``qrcode`` in 2 processes, no DB;
   the QR ``make()`` time is reported separately;
@@ -100,6 +103,16 @@ def _worker_init(env: dict[str, str]) -> None:
     config.reset()
     db.bind()
     db.add_request_hook(_count)
+    # The run's closing worker sends the print-files message; the benchmark builds the print
+    # files itself afterwards (timed apart, as the separate SQS message they are on AWS).
+    queue.set_sender(lambda messages: None)
+
+
+def _worker_print(body: dict[str, Any]) -> tuple[float, int, int]:
+    """The print-files message: (seconds, peak RSS KiB, statements in the merged PDF)."""
+    start = time.perf_counter()
+    made = statements.statement_run_print(clinic_id=body["clinic_id"], run_id=body["run_id"])
+    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, made.statements
 
 
 def _worker_page(body: dict[str, Any]) -> tuple[int, int, int]:
@@ -128,12 +141,15 @@ def _run(clinic_id: str, env: dict[str, str], run_date: str) -> dict[str, float]
             queue.set_sender(None)
         out = pool.map(_worker_page, sent, chunksize=1)
         elapsed = time.perf_counter() - start
+        print_seconds, print_rss, printed = pool.apply(
+            _worker_print, (queue.print_message(clinic_id=clinic_id, run_id=run_date),))
     view = st_selectors.statement_run_get(clinic_id=clinic_id, run_id=run_date)
     made = sum(m for m, _, _ in out)
-    assert made == view.statements_created and view.status == "done", view
+    assert made == view.statements_created == printed and view.status == "done", view
     return {"statements": made, "seconds": elapsed, "rate": made / elapsed,
             "rss_mib": max(r for _, r, _ in out) / 1024, "pages": len(sent),
-            "requests": sum(n for _, _, n in out) / max(made, 1)}
+            "requests": sum(n for _, _, n in out) / max(made, 1),
+            "print_seconds": print_seconds, "print_rss_mib": print_rss / 1024}
 
 
 def _emulator_rate(table: str, endpoint: str, seconds: float = 4.0, threads: int = 8) -> float:
@@ -241,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, r in (("1k", run_small), (f"{args.guarantors // 1000}k", run_big)):
         print(f"statement run {label}: {r['statements']:,.0f} statements in {r['seconds']:.1f} s = "
               f"{r['rate']:.0f}/s over {r['pages']:.0f} pages; worker peak RSS {r['rss_mib']:.0f} MiB")
+    for label, r in (("1k", run_small), (f"{args.guarantors // 1000}k", run_big)):
+        print(f"print files {label} (merged PDF in volumes of {statements.PRINT_VOLUME:,} + manifest, its own "
+              f"message): {r['print_seconds']:.1f} s; "
+              f"that worker's peak RSS {r['print_rss_mib']:.0f} MiB")
     print(f"S3 ratio (statements/s / raw ReportLab+qrcode pages/s, same run): {run_big['rate'] / raw:.2f} "
           f"(target >= 0.4)")
     ceiling = emulator / run_big["requests"]

@@ -11,12 +11,13 @@ import pytest
 
 from chalicelib.accounts import services as accounts
 from chalicelib.core import clock
-from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, TooManyRequests, UnknownGuarantor
+from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, NotFound, TooManyRequests, UnknownGuarantor
 from chalicelib.links import services as links
 from chalicelib.links.services import LinkKind
 from chalicelib.store import keys
-from chalicelib.store.db import clinic_scope
+from chalicelib.store.db import Tx, clinic_scope
 from chalicelib.store.models_links import LinkItem
+from chalicelib.tenants import selectors as tenant_selectors
 from chalicelib.tenants import services as tenants
 from tests import factories
 
@@ -265,3 +266,56 @@ def attempt_factory(cid: str, request_id: str):
         except CodeRefused:
             return False
     return attempt
+
+
+# --- many links at once (LinkIssuer) -------------------------------------------------------------
+
+
+def test_issuer_reads_each_group_once_and_its_links_are_link_issues_links(request_log):
+    c = Clock()
+    f, gid = _setup(link_lifetimes={"email_text": 90})
+    other = tenants.group_create(clinic_id=f.clinic_id, name="Other")
+    issuer = links.LinkIssuer(f.clinic_id)
+    request_log.reset()
+    prepared = [issuer.prepare(guarantor_id=f.guarantor_id, group_id=g, kind=LinkKind.EMAIL, statement_id="st_1")
+                for g in (gid, other, gid, other, gid)]
+    assert request_log.operations == {"GetItem": 2}  # one read per group, no write yet
+    assert len({p.link.token for p in prepared}) == 5
+    with pytest.raises(LinkInvalid):  # nothing stored until the caller's transaction commits
+        links.link_resolve(token=prepared[0].link.token)
+    tx = Tx()
+    for p in prepared:
+        links.LinkIssuer.add_to(tx, p)
+    request_log.reset()
+    tx.commit()
+    assert request_log.operations == {"TransactWriteItems": 1}
+    # The same link as link_issue's: hashed, the group's lifetime per kind, its statement, revocable.
+    direct = links.link_issue(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                              kind=LinkKind.EMAIL, statement_id="st_1")
+    assert prepared[0].link.expires_at - c.at == direct.expires_at - c.at == timedelta(minutes=90)
+    assert prepared[1].link.expires_at - c.at == timedelta(days=60)  # the other group: the default
+    resolved = links.link_resolve(token=prepared[0].link.token)
+    assert (resolved.guarantor_id, resolved.group_id, resolved.kind, resolved.statement_id) == \
+        (f.guarantor_id, gid, LinkKind.EMAIL, "st_1")
+    with clinic_scope(f.clinic_id):
+        stored = {it.pk.rsplit("#", 1)[1] for it in
+                  LinkItem.gsi1.query(keys.guarantor_links_gsi1pk(f.clinic_id, f.guarantor_id))}
+    assert len(stored) == 6 and all(p.link.token not in "".join(stored) for p in prepared)
+    assert links.links_revoke(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id) == 6
+    for p in prepared:
+        with pytest.raises(LinkInvalid):
+            links.link_resolve(token=p.link.token)
+
+
+def test_issuer_takes_groups_already_read_and_refuses_bad_input_like_link_issue(request_log):
+    f, gid = _setup(link_lifetimes={"statement_qr": 30})
+    group = tenant_selectors.group_get(clinic_id=f.clinic_id, group_id=gid)
+    issuer = links.LinkIssuer(f.clinic_id, [group])
+    request_log.reset()
+    p = issuer.prepare(guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.STATEMENT_URL)
+    assert request_log.requests == 0
+    assert p.link.expires_at - p.item.created_at == timedelta(minutes=30)
+    with pytest.raises(InvalidInput):
+        issuer.prepare(guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.EMAIL, purpose="nope")
+    with pytest.raises(NotFound):
+        issuer.prepare(guarantor_id=f.guarantor_id, group_id="grp_missing", kind=LinkKind.EMAIL)

@@ -178,6 +178,76 @@ def test_pay_codes_refuse_without_portal_url(monkeypatch):
 
 
 @pytest.mark.usefixtures("dynamodb_endpoint", "statements_env")
+def test_a_finished_run_writes_one_merged_pdf_of_its_paper_statements_and_a_manifest_to_s3(monkeypatch):
+    from pypdf import PdfReader
+
+    c = sf.Clock()
+    with mock_aws():
+        import boto3
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="fd-statements")
+        monkeypatch.setenv("FRONTDESK_STORAGE", "s3")
+        monkeypatch.setenv("FRONTDESK_STATEMENTS_BUCKET", "fd-statements")
+        config.reset()
+        storage.reset()
+        try:
+            cid, _ = sf.clinic()
+            paper = [sf.family(cid), sf.family(cid, patients=2)]
+            emailed = sf.family(cid, address=None, consent={"email": True})
+            for f in (*paper, emailed):
+                sf.owes(f, 1_000)
+            sf.owes(paper[1], 2_000, patient_id=f"{paper[1].patient_id}-1")
+            run_id = statements.statement_run_start(clinic_id=cid, run_date=c.today).run_id
+            pdf_key = storage.print_pdf_key(cid, run_id, 1)
+            manifest_key = storage.print_manifest_key(cid, run_id)
+            manifest = list(csv.DictReader(io.StringIO(s3.get_object(
+                Bucket="fd-statements", Key=manifest_key)["Body"].read().decode())))
+            assert sorted(r["guarantor_id"] for r in manifest) == sorted(f.guarantor_id for f in paper)
+            merged = PdfReader(io.BytesIO(s3.get_object(Bucket="fd-statements", Key=pdf_key)["Body"].read()))
+            assert [int(r["first_page"]) for r in manifest] == [1, 2] and len(merged.pages) == 2
+            assert {r["file"] for r in manifest} == {"statements-001.pdf"}
+            for row, page in zip(manifest, merged.pages, strict=True):
+                one = storage.storage().get(row["pdf_key"])  # each page is that statement's own PDF
+                assert page.extract_text() == PdfReader(io.BytesIO(one)).pages[0].extract_text()
+                assert row["account_number"] in page.extract_text()
+                assert emailed.guarantor_id not in page.extract_text()
+            # Lost before the manifest was written (a crash): resuming the run writes the same files.
+            s3.delete_object(Bucket="fd-statements", Key=manifest_key)
+            before = s3.get_object(Bucket="fd-statements", Key=pdf_key)["ETag"]
+            assert statements.statement_run_continue(clinic_id=cid, run_id=run_id).status == "done"
+            again = list(csv.DictReader(io.StringIO(s3.get_object(
+                Bucket="fd-statements", Key=manifest_key)["Body"].read().decode())))
+            assert again == manifest and s3.get_object(Bucket="fd-statements", Key=pdf_key)["ETag"] == before
+            # A bigger run's paper output comes in volumes (here of one statement each).
+            monkeypatch.setattr(statements, "PRINT_VOLUME", 1)
+            files = statements.statement_run_print(clinic_id=cid, run_id=run_id)
+            assert files.pdf_keys == (pdf_key, storage.print_pdf_key(cid, run_id, 2)) and files.pages == 2
+            volumes = list(csv.DictReader(io.StringIO(storage.storage().get(manifest_key).decode())))
+            assert [(r["file"], r["first_page"]) for r in volumes] == [("statements-001.pdf", "1"),
+                                                                      ("statements-002.pdf", "1")]
+            assert [r["statement_id"] for r in volumes] == [r["statement_id"] for r in manifest]
+            with pytest.raises(InvalidInput, match="not finished"):
+                _unfinished_print(cid)
+        finally:
+            storage.reset()
+
+
+def _unfinished_print(clinic_id: str) -> None:
+    """Ask for the print files of a run still processing its pages."""
+    from datetime import UTC, datetime
+
+    from chalicelib.store import keys
+    from chalicelib.store.db import clinic_scope
+    from chalicelib.store.models_statements import StatementRunItem
+
+    with clinic_scope(clinic_id):
+        StatementRunItem(keys.clinic_pk(clinic_id), keys.statement_run_sk("2026-01-01"), run_id="2026-01-01",
+                         run_date="2026-01-01", status="processing", created_at=datetime.now(UTC)).save()
+    statements.statement_run_print(clinic_id=clinic_id, run_id="2026-01-01")
+
+
+@pytest.mark.usefixtures("dynamodb_endpoint", "statements_env")
 def test_pdfs_go_to_s3_and_come_back_through_a_short_presigned_url(monkeypatch):
     c = sf.Clock()
     with mock_aws():
@@ -198,7 +268,7 @@ def test_pdfs_go_to_s3_and_come_back_through_a_short_presigned_url(monkeypatch):
                                                statement_id=row.statement_id)
             assert "fd-statements" in url and "X-Amz-Expires=300" in url and f.guarantor_id not in url
             objects = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="fd-statements")
-            [obj] = objects["Contents"]
+            [obj] = [o for o in objects["Contents"] if "/print/" not in o["Key"]]  # the run's print files aside
             assert obj["Key"] == f"{cid}/{c.today}/{row.statement_id}.pdf"
             assert storage.storage().get(obj["Key"]).startswith(b"%PDF")
             other = sf.family(cid)
@@ -242,6 +312,29 @@ def test_sqs_consumer_reports_only_the_poison_messages(monkeypatch):
     assert jobs.pages_handle([("a", good[0])]) == {"batchItemFailures": []}  # a redrive changes nothing
 
 
+@pytest.mark.usefixtures("dynamodb_endpoint", "statements_env")
+def test_the_consumer_builds_a_finished_runs_print_files_from_its_own_message(monkeypatch):
+    from chalicelib.statements import queue
+
+    cid, families, sent, run_id = sf.fanned_out_run(monkeypatch, guarantors=2, page_size=1)
+    later: list[dict[str, Any]] = []
+    queue.set_sender(later.extend)  # the worker that closes the run sends the print message
+    try:
+        assert jobs.pages_handle([(f"m{i}", json.dumps(m)) for i, m in enumerate(sent)]) == \
+            {"batchItemFailures": []}
+    finally:
+        queue.set_sender(None)
+    assert later == [{"clinic_id": cid, "run_id": run_id, "op": "print"}]
+    manifest_key = storage.print_manifest_key(cid, run_id)
+    assert not storage.storage().exists(manifest_key)
+    bad = json.dumps({"clinic_id": cid, "run_id": run_id, "op": "reprint"})
+    assert jobs.pages_handle([("p", json.dumps(later[0])), ("q", bad)]) == \
+        {"batchItemFailures": [{"itemIdentifier": "q"}]}
+    rows = list(csv.DictReader(io.StringIO(storage.storage().get(manifest_key).decode())))
+    assert sorted(r["guarantor_id"] for r in rows) == sorted(f.guarantor_id for f in families)
+    assert storage.storage().exists(storage.print_pdf_key(cid, run_id, 1))
+
+
 # --- CLI -------------------------------------------------------------------------------------------
 
 
@@ -264,7 +357,9 @@ def test_cli_statements_run_codes_and_api_key(tmp_path):
     [summary] = json.loads(out.stdout)
     assert (summary["status"], summary["statements_created"]) == ("done", 1)
     assert summary["errors"] == [{"guarantor_id": lost.guarantor_id, "reason": "no_address"}]
-    assert len(list((tmp_path / "pdfs").rglob("*.pdf"))) == 1
+    pdfs = list((tmp_path / "pdfs").rglob("*.pdf"))
+    assert len([p for p in pdfs if p.parent.name != "print"]) == 1
+    assert [p.name for p in pdfs if p.parent.name == "print"] == ["statements-001.pdf"]  # for the print vendor
     refused = _cli("statements-run", "--clinic", cid, env={"FRONTDESK_PORTAL_URL": ""})
     assert refused.returncode == 2 and "FRONTDESK_PORTAL_URL" in refused.stderr
     codes = _cli("statement-codes", "--guarantors", fine.guarantor_id, "--clinic", cid, "--out",

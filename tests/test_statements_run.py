@@ -274,3 +274,104 @@ def test_paid_flag_follows_payments_as_they_arrive():
                               due_date="2026-11-30")  # a ledger-only statement of nothing is paid
     assert history(f)[0].paid
     verified(cid)
+
+
+def test_electronic_statements_queue_their_notifications_once_even_when_a_page_is_redone(monkeypatch, tmp_path):
+    from chalicelib.notify import queue as notify_queue
+    from chalicelib.notify import selectors as notify_selectors
+    from chalicelib.statements import queue
+    from tests import notify_support as ns
+
+    with ns.console(tmp_path / "outbox"):
+        c = sf.Clock()
+        cid, _ = sf.clinic()
+        paper = sf.family(cid)
+        emailed = sf.family(cid, address=None, consent={"email": True})
+        for f in (paper, emailed):
+            sf.owes(f, 1_000)
+        sent: list[dict] = []
+        queue.set_sender(sent.extend)
+        try:
+            run_id = statements.statement_run_start(clinic_id=cid, run_date=c.today).run_id
+        finally:
+            queue.set_sender(None)
+        [page] = sent
+        real_commit = statements.Tx.commit
+
+        def crash_on_page_close(self):
+            if any(isinstance(i, StatementRunPageItem) for i, *_ in self._updates):
+                raise RuntimeError("worker crashed")
+            return real_commit(self)
+
+        monkeypatch.setattr(statements.Tx, "commit", crash_on_page_close)
+        with pytest.raises(RuntimeError):
+            statements.statement_run_page(**page)  # billed and notified, the page not closed
+        monkeypatch.setattr(statements.Tx, "commit", real_commit)
+        [statement] = history(emailed)
+        rows = notify_selectors.outbox_list(clinic_id=cid, guarantor_id=emailed.guarantor_id)
+        kinds = sorted(r.kind for r in rows)
+        assert kinds[0] == "balance" and set(kinds) <= {"balance", "reminder"}
+        assert {r.channel for r in rows} == {"email"} and {r.statement_id for r in rows} == {statement.statement_id}
+        work = [b for b in notify_queue.LOCAL if b.get("op") == "send"]
+        assert len(work) == 1  # the balance notice goes to the worker at once; reminders wait
+        for _ in range(2):  # SQS redelivers the page, before and after it is closed
+            statements.statement_run_page(**page)
+        again = notify_selectors.outbox_list(clinic_id=cid, guarantor_id=emailed.guarantor_id)
+        assert sorted(r.message_id for r in again) == sorted(r.message_id for r in rows)
+        assert [b for b in notify_queue.LOCAL if b.get("op") == "send"] == work
+        assert notify_selectors.outbox_list(clinic_id=cid, guarantor_id=paper.guarantor_id) == []
+        assert statement.delivery_channel == "electronic"
+        assert st_selectors.statement_run_get(clinic_id=cid, run_id=run_id, outcomes=False).status == "done"
+
+
+def test_a_statement_is_one_read_and_one_transaction_that_also_stores_its_pay_links(request_log):
+    from chalicelib.links import services as links
+    from chalicelib.statements import render
+    from chalicelib.store.models_links import LinkItem
+
+    c = sf.Clock()
+    cid, _ = sf.clinic()
+    families = [sf.family(cid) for _ in range(3)]
+    for f in families:
+        sf.owes(f, 1_000)
+    printed: list = []
+    real_pdf = render.statement_pdf
+
+    def keep_doc(doc):
+        printed.append(doc)
+        return real_pdf(doc)
+
+    render_patch = pytest.MonkeyPatch()
+    render_patch.setattr(render, "statement_pdf", keep_doc)
+    try:
+        per_guarantor: list = []
+        real_bill = statements._bill_guarantor
+
+        def counted(*args, **kwargs):
+            before = request_log.operations.copy()
+            out = real_bill(*args, **kwargs)
+            per_guarantor.append(request_log.operations - before)
+            return out
+
+        render_patch.setattr(statements, "_bill_guarantor", counted)
+        render_patch.setattr(statements, "PAGE_THREADS", 1)  # one guarantor at a time: counts are its own
+        request_log.reset()
+        assert run(cid, c.today).statements_created == 3
+    finally:
+        render_patch.undo()
+    # The account read, the snapshot's balance read, one transaction; the links' group is read
+    # once per page (by the first guarantor); no link write of its own (the links ride in the
+    # snapshot transaction).
+    assert per_guarantor[0] == {"Query": 1, "GetItem": 2, "TransactWriteItems": 1}
+    assert per_guarantor[1:] == [{"Query": 1, "GetItem": 1, "TransactWriteItems": 1}] * 2
+    assert request_log.operations["TransactWriteItems"] == 3 + 1  # the statements and the page's close
+    for f in families:
+        with clinic_scope(cid):
+            stored = [it for it in LinkItem.gsi1.query(keys.guarantor_links_gsi1pk(cid, f.guarantor_id))]
+        assert sorted(it.link_kind for it in stored) == ["statement_qr", "statement_url"]
+        [row] = history(f)
+        assert {it.statement_id for it in stored} == {row.statement_id}
+    for doc in printed:  # the printed URL and the QR code open their own link, for their guarantor
+        url, qr = (links.link_resolve(token=u.rsplit("/l/", 1)[1]) for u in (doc.pay_url, doc.qr_url))
+        assert (url.kind, qr.kind) == (links.LinkKind.STATEMENT_URL, links.LinkKind.STATEMENT_QR)
+        assert url.guarantor_id == qr.guarantor_id == doc.account_number

@@ -1,7 +1,9 @@
 """Statement runs on AWS: a daily schedule starts each billing clinic's run, and an SQS
 consumer processes the run's pages (PRODUCT.md §4, SERVERLESS.md 3.6-3.7).
 
-Message bodies are ids only: ``{"clinic_id", "run_id", "page"}``. The consumer reports partial
+Message bodies are ids only: ``{"clinic_id", "run_id", "page"}`` for a page, and
+``{"clinic_id", "run_id", "op": "print"}`` for a finished run's print files (merged PDF and
+manifest for the print vendor). The consumer reports partial
 batch failures (infra enables ``ReportBatchItemFailures``): a page that fails is retried alone,
 and after ``maxReceiveCount`` goes to the dead-letter queue; pages and guarantors are
 idempotent, so a redelivery or a redrive never makes a second statement.
@@ -31,10 +33,14 @@ log = logging.getLogger(__name__)
 
 
 def page_process(body: str) -> None:
-    """Process one message body. Raises on a malformed body or a failed page (it is retried)."""
+    """Process one message body (a page, or a finished run's print files). Raises on a
+    malformed body or a failure (the message is retried)."""
     data = json.loads(body)
+    if isinstance(data, dict) and set(data) == {"clinic_id", "run_id", "op"} and data["op"] == "print":
+        statement_services.statement_run_print(clinic_id=str(data["clinic_id"]), run_id=str(data["run_id"]))
+        return
     if not isinstance(data, dict) or set(data) != {"clinic_id", "run_id", "page"}:
-        raise ValueError("a statement page message is {clinic_id, run_id, page}")
+        raise ValueError("a statement run message is {clinic_id, run_id, page} or {clinic_id, run_id, op: print}")
     page = data["page"]
     if isinstance(page, bool) or not isinstance(page, int):
         raise ValueError("page must be an integer")

@@ -8,6 +8,7 @@ the same :class:`CodeRefused`, so responses never reveal what exists.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,8 @@ from chalicelib.store.db import Tx, TxFailed, clinic_scope, clinic_scoped
 from chalicelib.store.models import BalanceItem, GuarantorItem
 from chalicelib.store.models_links import CodeCurrentItem, CodeItem, LinkItem, RateItem, SessionItem
 from chalicelib.tenants import selectors as tenant_selectors
+from chalicelib.tenants.groups import LinkLifetimes
+from chalicelib.tenants.selectors import Group
 
 
 class LinkKind(StrEnum):
@@ -52,15 +55,14 @@ def _epoch(at: datetime) -> int:
     return int(at.timestamp())
 
 
-def _lifetime(kind: LinkKind, clinic_id: str, group_id: str) -> timedelta:
-    lifetimes = tenant_selectors.group_get(clinic_id=clinic_id, group_id=group_id).settings.link_lifetimes
-    minutes = {
+def _minutes(lifetimes: LinkLifetimes, kind: LinkKind) -> int:
+    """A kind's lifetime in minutes from its group's settings (PRODUCT.md §6 defaults)."""
+    return {
         LinkKind.EMAIL: lifetimes.email_text, LinkKind.TEXT: lifetimes.email_text,
         LinkKind.STATEMENT_QR: lifetimes.statement_qr, LinkKind.STATEMENT_URL: lifetimes.statement_qr,
         LinkKind.OFFICE_QR: lifetimes.office_qr, LinkKind.WEBSITE: lifetimes.email_text,
         LinkKind.SCHEDULING: lifetimes.email_text,
     }[kind]
-    return timedelta(minutes=minutes)
 
 
 @dataclass(frozen=True)
@@ -74,20 +76,30 @@ class IssuedLink:
     expires_at: datetime
 
 
-@clinic_scoped
-def link_issue(*, clinic_id: str, guarantor_id: str, group_id: str, kind: LinkKind,
-               purpose: str = "pay", statement_id: str | None = None, supersede: bool = False) -> IssuedLink:
-    """Issue a payment link for a guarantor into a group; lifetime from the group (per kind).
+@dataclass(frozen=True)
+class PreparedLink:
+    """A link made but not yet stored: ``link`` to hand out once the caller's write commits,
+    ``item`` to put in that write (with ``attribute_not_exists(pk)``)."""
 
-    ``supersede`` revokes the guarantor's earlier links of the same purpose (the practice's
-    choice, PRODUCT.md §6). Raises UnknownGuarantor, NotFound (group), InvalidInput.
-    """
+    link: IssuedLink
+    item: LinkItem
+
+
+def _checked(kind: LinkKind, purpose: str, guarantor_id: str) -> LinkKind:
     kind = LinkKind(kind)
     if purpose not in PURPOSES:
         raise InvalidInput(f"purpose must be one of {PURPOSES}")
     require_id(guarantor_id, field="guarantor_id")
+    return kind
+
+
+def _prepare(clinic_id: str, guarantor_id: str, group_id: str, lifetimes: LinkLifetimes, kind: LinkKind,
+             purpose: str, statement_id: str | None) -> PreparedLink:
+    """The one place a link item is made: only the token's SHA-256 is stored (R25), expiry per
+    kind from the group (R14), gsi1 under the guarantor so :func:`links_revoke` finds it."""
+    kind = _checked(kind, purpose, guarantor_id)
     now = clock.now()
-    expires = now + _lifetime(kind, clinic_id, group_id)
+    expires = now + timedelta(minutes=_minutes(lifetimes, kind))
     token = tokens.new_token(clinic_id)
     _, token_hash = tokens.split_token(token)
     item = LinkItem(keys.link_pk(clinic_id, token_hash), keys.SINGLE, guarantor_id=guarantor_id,
@@ -95,17 +107,75 @@ def link_issue(*, clinic_id: str, guarantor_id: str, group_id: str, kind: LinkKi
                     created_at=now, expires_at=expires, expires_at_epoch=_epoch(expires),
                     gsi1pk=keys.guarantor_links_gsi1pk(clinic_id, guarantor_id),
                     gsi1sk=f"{now.isoformat()}#{token_hash[:16]}")
+    url = f"{config.settings().portal_url}/l/{token}"
+    return PreparedLink(IssuedLink(token=token, url=url, link_id=token_hash[:16], expires_at=expires), item)
+
+
+@clinic_scoped
+def link_issue(*, clinic_id: str, guarantor_id: str, group_id: str, kind: LinkKind,
+               purpose: str = "pay", statement_id: str | None = None, supersede: bool = False) -> IssuedLink:
+    """Issue a payment link for a guarantor into a group; lifetime from the group (per kind).
+
+    ``supersede`` revokes the guarantor's earlier links of the same purpose (the practice's
+    choice, PRODUCT.md §6). Raises UnknownGuarantor, NotFound (group), InvalidInput.
+    Two requests (the group, then a transaction checking the guarantor); callers issuing many
+    links use :class:`LinkIssuer`.
+    """
+    _checked(kind, purpose, guarantor_id)
+    group = tenant_selectors.group_get(clinic_id=clinic_id, group_id=group_id)
+    prepared = _prepare(clinic_id, guarantor_id, group_id, group.settings.link_lifetimes, kind, purpose,
+                        statement_id)
     if supersede:
         links_revoke(clinic_id=clinic_id, guarantor_id=guarantor_id, purpose=purpose)
     tx = Tx()
     tx.check(BalanceItem, keys.guarantor_pk(clinic_id, guarantor_id), keys.BALANCE, BalanceItem.pk.exists())
-    tx.put(item, condition=LinkItem.pk.does_not_exist())
+    tx.put(prepared.item, condition=LinkItem.pk.does_not_exist())
     try:
         tx.commit()
     except TxFailed as exc:
         raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from exc
-    url = f"{config.settings().portal_url}/l/{token}"
-    return IssuedLink(token=token, url=url, link_id=token_hash[:16], expires_at=expires)
+    return prepared.link
+
+
+class LinkIssuer:
+    """Issues many links of one clinic (a batch of notifications, a page of a statement run)
+    without a request per link: each group is read once for the issuer's life (groups the
+    caller already holds are passed in and not read at all), and :meth:`prepare` returns the
+    item for the caller to write in its own transaction, so a link exists only if the write
+    that uses it (a message's claim, a statement's snapshot) commits.
+
+    The links are the same as :func:`link_issue`'s (same item, hash, expiry per kind and group,
+    found and revoked by :func:`links_revoke`), except that the caller's transaction, not a
+    condition check here, proves the guarantor exists: it must write or condition on an item
+    of that guarantor. Make one issuer per invocation (group settings are configuration read
+    at its start). Thread-safe.
+    """
+
+    def __init__(self, clinic_id: str, groups: Iterable[Group] = ()) -> None:
+        self.clinic_id = require_id(clinic_id, field="clinic_id")
+        self._lifetimes: dict[str, LinkLifetimes] = {g.group_id: g.settings.link_lifetimes for g in groups}
+        self._lock = threading.Lock()
+
+    def _group_lifetimes(self, group_id: str) -> LinkLifetimes:
+        with self._lock:  # held through a miss's read, so concurrent callers read a group once
+            known = self._lifetimes.get(group_id)
+            if known is None:
+                known = tenant_selectors.group_get(clinic_id=self.clinic_id, group_id=group_id).settings.link_lifetimes
+                self._lifetimes[group_id] = known
+            return known
+
+    def prepare(self, *, guarantor_id: str, group_id: str, kind: LinkKind, purpose: str = "pay",
+                statement_id: str | None = None) -> PreparedLink:
+        """A link for ``guarantor_id`` into ``group_id`` (nothing written; at most one GetItem,
+        the first time a group is named). Raises NotFound (group), InvalidInput."""
+        kind = _checked(kind, purpose, guarantor_id)
+        return _prepare(self.clinic_id, guarantor_id, group_id, self._group_lifetimes(group_id), kind, purpose,
+                        statement_id)
+
+    @staticmethod
+    def add_to(tx: Tx, prepared: PreparedLink) -> None:
+        """Put a prepared link into ``tx`` as :func:`link_issue` writes it (never over an item)."""
+        tx.put(prepared.item, condition=LinkItem.pk.does_not_exist())
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,30 @@ from chalicelib.store import keys
 from chalicelib.store.db import clinic_scope
 from chalicelib.store.models_notify import NotifySettingsItem
 from chalicelib.tenants import selectors as tenant_selectors
+from chalicelib.tenants.selectors import Group
 
 TTL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class ClinicContext:
-    """What a send needs to know about its clinic. ``group_id`` is the default portal group
-    (payment links open it), ``None`` when the clinic has no group yet."""
+    """What a send needs to know about its clinic. ``group`` is the default portal group
+    (payment links open it, with its link lifetimes), ``None`` when the clinic has no group yet."""
 
     clinic_id: str
     name: str
     time_zone: str
     phone: str | None
     settings: NotifySettings
-    group_id: str | None
-    include_new_charges: bool
+    group: Group | None
+
+    @property
+    def group_id(self) -> str | None:
+        return self.group.group_id if self.group else None
+
+    @property
+    def include_new_charges(self) -> bool:
+        return self.group.settings.include_new_charges if self.group else False
 
     @property
     def sms_name(self) -> str:
@@ -71,8 +79,7 @@ def clinic_context(clinic_id: str) -> ClinicContext:
         settings = settings_read(clinic_id)
     group = next((g for g in groups if g.is_default), groups[0] if groups else None)
     ctx = ClinicContext(clinic_id=clinic_id, name=clinic.name, time_zone=clinic.time_zone, phone=clinic.phone,
-                        settings=settings, group_id=group.group_id if group else None,
-                        include_new_charges=group.settings.include_new_charges if group else False)
+                        settings=settings, group=group)
     with _lock:
         _cache[clinic_id] = (now, ctx)
     return ctx

@@ -6,10 +6,11 @@ How a message goes out at most once (SECURITY.md R40, SERVERLESS.md §2.5):
    statement / rule / request), written with ``attribute_not_exists``: planning twice queues once.
 2. :func:`message_send` reads the row, the guarantor's profile and balance (one consistent
    BatchGetItem) and the contact point, and decides: suppressed (no consent, STOP, bounce,
-   paid, superseded), deferred (quiet hours, frequency cap) or send. Then it renders, issues
-   the pay link and **claims** the row ``queued → sending`` with a conditional update (a lease
-   and a claim token) immediately before the one provider call. A duplicate delivery, a second
-   worker or a retried Lambda loses the claim and does nothing.
+   paid, superseded), deferred (quiet hours, frequency cap) or send. Then it renders and
+   **claims** the row ``queued → sending`` with a conditional update (a lease and a claim
+   token) immediately before the one provider call; the pay link and the frequency-cap count
+   are written in the claim's transaction, so a lost claim leaves neither behind. A duplicate
+   delivery, a second worker or a retried Lambda loses the claim and does nothing.
 3. After the call the row becomes ``sent`` (conditioned on the claim token), ``failed``
    (permanent refusal), ``queued`` again (a refusal that proves nothing was accepted:
    throttling, quotas) or ``unknown`` (a timeout: it may have gone out).
@@ -491,12 +492,18 @@ def _fields(item: MessageItem, ctx: context.ClinicContext, profile: GuarantorIte
     return out
 
 
-def _pay_link(item: MessageItem, ctx: context.ClinicContext, guarantor_id: str) -> str:
-    if ctx.group_id is None:
-        return core_config.settings().portal_url
+def _pay_link(item: MessageItem, ctx: context.ClinicContext,
+              guarantor_id: str) -> tuple[str, links.PreparedLink | None]:
+    """The message's pay link and the link item to store with the claim (None: the clinic has
+    no group yet, the portal's address is sent). No request: the group and its link lifetimes
+    come with the cached clinic context; the link is written only if the claim commits."""
+    if ctx.group is None:
+        return core_config.settings().portal_url, None
     kind = LinkKind.TEXT if item.channel == "sms" else LinkKind.EMAIL
-    return links.link_issue(clinic_id=ctx.clinic_id, guarantor_id=guarantor_id, group_id=ctx.group_id,
-                            kind=kind, statement_id=item.statement_id).url
+    issuer = links.LinkIssuer(ctx.clinic_id, [ctx.group])
+    prepared = issuer.prepare(guarantor_id=guarantor_id, group_id=ctx.group.group_id, kind=kind,
+                              statement_id=item.statement_id)
+    return prepared.link.url, prepared
 
 
 def _cap_plan(pk: str, channel: str, settings: NotifySettings, current: SendCapItem | None,
@@ -671,8 +678,9 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
             return _defer(ref, plan, "frequency_cap")
         cap_update = plan
     fields = _fields(item, ctx, profile, figures, secret)
+    link: links.PreparedLink | None = None
     if policy.link and guarantor_id:
-        fields["pay_link"] = _pay_link(item, ctx, guarantor_id)
+        fields["pay_link"], link = _pay_link(item, ctx, guarantor_id)
     rendered = templates.render(item.template, item.channel, item.language, fields)
     outgoing = Outgoing(
         channel=item.channel, to=destination, text=rendered.text, subject=rendered.subject, html=rendered.html,
@@ -689,6 +697,7 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
                             MessageItem.lease_until.set(now + timedelta(seconds=cfg.lease_seconds)),
                             MessageItem.attempts.set((MessageItem.attempts | 0) + 1),
                             MessageItem.destination_hash.set(dhash)],
+                   also_put=[link.item] if link else None,  # the link exists only if the claim commits
                    also_update=[cap_update] if cap_update else None)  # the claim counts the send
     except TransitionLost:
         return SendOutcome("skipped", "lost_claim")

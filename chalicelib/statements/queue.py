@@ -1,5 +1,6 @@
 """The statement run's fan-out: one SQS message per run page, ``{"clinic_id", "run_id",
-"page"}`` (ids only, never PHI; SERVERLESS.md 3.7). The consumer is
+"page"}``, and one for the finished run's print files, ``{"clinic_id", "run_id", "op": "print"}``
+(ids only, never PHI; SERVERLESS.md 3.7). The consumer is
 ``chalicelib.jobs.statements``; every page is safe to process twice.
 
 Without ``FRONTDESK_STATEMENTS_QUEUE_URL`` (the embedded default, tests) :func:`enabled` is
@@ -39,6 +40,11 @@ def message(*, clinic_id: str, run_id: str, page: int) -> dict[str, Any]:
     return {"clinic_id": clinic_id, "run_id": run_id, "page": page}
 
 
+def print_message(*, clinic_id: str, run_id: str) -> dict[str, Any]:
+    """The message that builds a finished run's print files (merged PDF and manifest)."""
+    return {"clinic_id": clinic_id, "run_id": run_id, "op": "print"}
+
+
 def _sqs() -> Any:
     global _client
     if _client is None:
@@ -60,7 +66,7 @@ def reset() -> None:
 
 
 def send(messages: Sequence[dict[str, Any]]) -> None:
-    """Send page messages, ten per SQS batch call. Raises RuntimeError if SQS refuses any."""
+    """Send run messages (pages, print), ten per SQS batch call. Raises RuntimeError if SQS refuses any."""
     if not messages:
         return
     if _sender is not None:

@@ -47,6 +47,7 @@ from chalicelib.ledger import services as ledger
 from chalicelib.ledger.accounts import COLLECTIONS, ESCROW, PAID_SINCE, PAT_OPEN, STATEMENT_BALANCE
 from chalicelib.links import services as links
 from chalicelib.links.services import LinkKind
+from chalicelib.notify import services as notify
 from chalicelib.statements import queue, render, storage
 from chalicelib.statements.codes import code_display, verification_code
 from chalicelib.statements.profiles import Address, StatementProfile, dunning_next, profile_load, profile_parse
@@ -509,9 +510,11 @@ def _document(ctx: ClinicContext, acct: AccountRead, plan: Plan, account: Accoun
 
 
 def _commit(clinic_id: str, acct: AccountRead, plan: Plan, records: list[StatementRecordItem],
-            marker: StatementRunMarkerItem | None) -> None:
+            marker: StatementRunMarkerItem | None, pay_links: Sequence[links.PreparedLink] = ()) -> None:
     """The snapshot transaction: the first record through the ledger, the rest with the marker,
-    the dunning count (conditioned on the value read), references and verification lookups."""
+    the dunning count (conditioned on the value read), references, verification lookups and
+    the printed pay links (so a link exists only for a statement that was issued; the balance
+    update in the same transaction proves the guarantor exists)."""
     guarantor = acct.guarantor
     read_seq = int(acct.balance.last_seq)
     old_dunning = int(guarantor.dunning_count or 0)
@@ -537,6 +540,8 @@ def _commit(clinic_id: str, acct: AccountRead, plan: Plan, records: list[Stateme
                 tx.put(StatementVerifyItem(keys.statement_verify_pk(clinic_id, record.verification_code),
                                            keys.statement_verify_sk(record.statement_id),
                                            statement_id=record.statement_id, statement_date=record.statement_date))
+        for link in pay_links:
+            links.LinkIssuer.add_to(tx, link)
 
     ledger.statement_snapshot(clinic_id=clinic_id, guarantor_id=guarantor.guarantor_id, statement=records[0],
                               also=also, held=plan.held)
@@ -563,20 +568,22 @@ def _record(clinic_id: str, acct: AccountRead, plan: Plan, account: AccountPlan,
         delivery_channel=channel, delivery_status=status, dunning_count=plan.dunning)
 
 
-def _pay_links(clinic_id: str, guarantor_id: str, profile: StatementProfile,
-               statement_id: str | None) -> tuple[str | None, str | None]:
-    """``(printed URL, QR URL)`` as the profile prints them: a statement-URL link and a
-    statement-QR link (two links, so the session log tells the origins apart, PRODUCT.md §6)."""
+def _pay_links(issuer: links.LinkIssuer, guarantor_id: str, profile: StatementProfile,
+               statement_id: str | None) -> tuple[str | None, str | None, list[links.PreparedLink]]:
+    """``(printed URL, QR URL, links to store)`` as the profile prints them: a statement-URL
+    link and a statement-QR link (two links, so the session log tells the origins apart,
+    PRODUCT.md §6). Nothing is written: the caller stores the links in its own transaction."""
     if profile.pay_link == "none" or not profile.group_id:
-        return None, None
-    qr = links.link_issue(clinic_id=clinic_id, guarantor_id=guarantor_id, group_id=profile.group_id,
-                          kind=LinkKind.STATEMENT_QR, statement_id=statement_id).url if profile.prints_qr else None
-    url = links.link_issue(clinic_id=clinic_id, guarantor_id=guarantor_id, group_id=profile.group_id,
-                           kind=LinkKind.STATEMENT_URL, statement_id=statement_id).url if profile.prints_url else None
-    return url, qr
+        return None, None, []
+    qr = issuer.prepare(guarantor_id=guarantor_id, group_id=profile.group_id, kind=LinkKind.STATEMENT_QR,
+                        statement_id=statement_id) if profile.prints_qr else None
+    url = issuer.prepare(guarantor_id=guarantor_id, group_id=profile.group_id, kind=LinkKind.STATEMENT_URL,
+                         statement_id=statement_id) if profile.prints_url else None
+    return (url.link.url if url else None, qr.link.url if qr else None, [x for x in (qr, url) if x is not None])
 
 
-def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, statement_date: date) -> Issued:
+def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, statement_date: date,
+           issuer: links.LinkIssuer) -> Issued:
     """Links, PDFs and the snapshot transaction for a planned run statement."""
     assert plan.profile is not None
     clinic_id = ctx.clinic_id
@@ -585,10 +592,12 @@ def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, st
     due = (statement_date + timedelta(days=plan.profile.due_days)).isoformat()
     store = storage.storage()
     records = []
+    pay_links: list[links.PreparedLink] = []
     for account in plan.accounts:
         sid = new_id("st")
         code = verification_code(clinic_id, sid)
-        pay_url, qr_url = _pay_links(clinic_id, gid, plan.profile, sid)
+        pay_url, qr_url, prepared = _pay_links(issuer, gid, plan.profile, sid)
+        pay_links += prepared
         pdf = render.statement_pdf(_document(ctx, acct, plan, account, statement_date=sdate, due_date=due,
                                              code=code, pay_url=pay_url, qr_url=qr_url))
         key = storage.pdf_key(clinic_id, run_id, sid)
@@ -600,7 +609,7 @@ def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, st
     marker = StatementRunMarkerItem(keys.guarantor_pk(clinic_id, gid), keys.statement_run_marker_sk(run_id),
                                     run_id=run_id, status="created", statement_ids=[r.statement_id for r in records],
                                     created_at=clock.now())
-    _commit(clinic_id, acct, plan, records, marker)
+    _commit(clinic_id, acct, plan, records, marker, pay_links)
     return Issued(tuple(r.statement_id for r in records))
 
 
@@ -623,14 +632,47 @@ def _error_marker(clinic_id: str, guarantor_id: str, run_id: str, reason: str) -
     return f"error:{reason}"
 
 
+def _notify_electronic(ctx: ClinicContext, guarantor_id: str, statement_id: str,
+                       profile: StatementProfile | None) -> None:
+    """Queue the balance notification and reminders of a run statement that goes out
+    electronically (PRODUCT.md §8: "sent at once"; the profile names the reminder schedule).
+    Idempotent: the messages' ids are keyed by the statement, so a resumed page or a
+    redelivered message queues nothing twice."""
+    notify.statement_notifications_queue(
+        clinic_id=ctx.clinic_id, guarantor_id=guarantor_id, statement_id=statement_id,
+        schedule_id=profile.notification_schedule_id if profile else "default")
+
+
+def _notify_resumed(ctx: ClinicContext, guarantor_id: str, statement: StatementItem | None) -> None:
+    """On a resumed guarantor (billed before a crash or by another worker): queue its
+    notifications again if its statement is electronic (nothing is queued twice)."""
+    if statement is not None and getattr(statement, "delivery_channel", None) == "electronic":
+        _notify_electronic(ctx, guarantor_id, statement.statement_id,
+                           ctx.profiles.get(getattr(statement, "profile_id", None) or ""))
+
+
+def _marker_statement(clinic_id: str, guarantor_id: str, marker: StatementRunMarkerItem) -> StatementItem | None:
+    """The statement a ``created`` marker points at first (the one the balance names)."""
+    if marker.status != "created" or not marker.statement_ids:
+        return None
+    try:
+        return StatementItem.get(keys.guarantor_pk(clinic_id, guarantor_id), keys.statement_sk(marker.statement_ids[0]),
+                                 consistent_read=True)
+    except StatementItem.DoesNotExist:
+        return None
+
+
 def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, statement_date: date,
-                    balance: BalanceItem | None, marker: StatementRunMarkerItem | None) -> str:
+                    balance: BalanceItem | None, marker: StatementRunMarkerItem | None,
+                    issuer: links.LinkIssuer) -> str:
     """One guarantor of a run: an outcome code ``created:<ids>``, ``skipped:<reason>`` or
-    ``error:<reason>``. Safe to repeat: the run's marker decides. Raises TryAgainLater when the
-    account kept changing under it (the page is retried)."""
+    ``error:<reason>``. Safe to repeat: the run's marker decides, and an electronic statement's
+    notifications are queued (again, idempotently) on every pass that finds it created. Raises
+    TryAgainLater when the account kept changing under it (the page is retried)."""
     clinic_id = ctx.clinic_id
     for attempt in range(BILL_ATTEMPTS):
         if marker is not None:
+            _notify_resumed(ctx, guarantor_id, _marker_statement(clinic_id, guarantor_id, marker))
             return _marker_outcome(marker)
         if balance is None:
             return "skipped:unknown_guarantor"
@@ -638,17 +680,19 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
             acct = account_read(clinic_id, guarantor_id, balance)
         except UnknownGuarantor:
             return "skipped:unknown_guarantor"
-        mine = [s.statement_id for s in acct.statements if getattr(s, "run_id", None) == run_id]
+        mine = sorted((s for s in acct.statements if getattr(s, "run_id", None) == run_id),
+                      key=lambda s: s.statement_id)
         if mine:  # billed by a concurrent worker after the page's marker read
-            return "created:" + ",".join(sorted(mine))
+            latest = next((s for s in mine if s.statement_id == acct.balance.statement_id), None)
+            _notify_resumed(ctx, guarantor_id, latest)
+            return "created:" + ",".join(s.statement_id for s in mine)
         plan = plan_statement(ctx, acct, statement_date=statement_date, for_run=True)
         if plan.skip:
             return f"skipped:{plan.skip}"
         if plan.error:
             return _error_marker(clinic_id, guarantor_id, run_id, plan.error)
         try:
-            return "created:" + ",".join(_issue(ctx, acct, plan, run_id=run_id, statement_date=statement_date)
-                                         .statement_ids)
+            issued = _issue(ctx, acct, plan, run_id=run_id, statement_date=statement_date, issuer=issuer)
         except ConditionFailed as failed:
             marker_sk = keys.statement_run_marker_sk(run_id)
             if marker_sk in failed.keys:
@@ -657,10 +701,15 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
                 continue
         except (_Stale, AlreadyExists):
             pass
+        else:
+            if plan.channel == "electronic":
+                _notify_electronic(ctx, guarantor_id, issued.statement_ids[0], plan.profile)
+            return "created:" + ",".join(issued.statement_ids)
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         pk = keys.guarantor_pk(clinic_id, guarantor_id)
         balance = BalanceItem.get(pk, keys.BALANCE, consistent_read=True)
     if marker is not None:
+        _notify_resumed(ctx, guarantor_id, _marker_statement(clinic_id, guarantor_id, marker))
         return _marker_outcome(marker)
     raise TryAgainLater(f"guarantor {guarantor_id} kept changing during the statement run")
 
@@ -762,7 +811,8 @@ def _pending_pages(clinic_id: str, run_id: str) -> list[int]:
 
 
 def _close_if_finished(clinic_id: str, run_id: str) -> StatementRunItem:
-    """Mark the run done once enumeration has ended and every page is closed (idempotent)."""
+    """Mark the run done once enumeration has ended and every page is closed (idempotent); the
+    worker that marks it starts the print files (:func:`statement_run_print`)."""
     for _ in range(5):
         run = _run_get(clinic_id, run_id)
         if run.status != "processing" or int(run.pages_done) < int(run.pages_total):
@@ -770,10 +820,12 @@ def _close_if_finished(clinic_id: str, run_id: str) -> StatementRunItem:
         try:
             run.update(actions=[StatementRunItem.status.set("done"), StatementRunItem.finished_at.set(clock.now())],
                        condition=StatementRunItem.status == "processing")
-            return run
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
+            continue
+        _print_files_start(clinic_id, run_id)  # only the worker that closed the run
+        return run
     return _run_get(clinic_id, run_id)
 
 
@@ -784,7 +836,11 @@ def statement_run_continue(*, clinic_id: str, run_id: str) -> StatementRunItem:
     in flight is harmless (pages and guarantors are idempotent). Returns the run item as it
     stands. Raises NotFound."""
     sent: set[int] = set()
-    _enumerate(clinic_id, _run_get(clinic_id, run_id), sent)
+    run = _enumerate(clinic_id, _run_get(clinic_id, run_id), sent)
+    if run.status == "done":  # closed before: its print files may still be missing (a crash)
+        if not storage.storage().exists(storage.print_manifest_key(clinic_id, run_id)):
+            _print_files_start(clinic_id, run_id)
+        return run
     pending = _pending_pages(clinic_id, run_id)
     if queue.enabled():
         queue.send([queue.message(clinic_id=clinic_id, run_id=run_id, page=n) for n in pending if n not in sent])
@@ -810,6 +866,8 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
     except StatementRunPageItem.DoesNotExist:
         raise NotFound(f"page {page} of statement run {run_id} not found") from None
     if item.status == "done":
+        if run.status == "done" and not storage.storage().exists(storage.print_manifest_key(clinic_id, run_id)):
+            _print_files_start(clinic_id, run_id)  # the run closed, but its print files were lost
         return {k: str(v) for k, v in (item.results.as_dict() if item.results else {}).items()}
     ctx = clinic_context(clinic_id)
     day = date.fromisoformat(run.run_date)
@@ -821,6 +879,8 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
         for it in Item.batch_get(wanted[start:start + 100], consistent_read=True):
             found[(it.pk, it.sk)] = it
 
+    issuer = links.LinkIssuer(clinic_id)  # each group's link lifetimes read once per page
+
     def bill(gid: str) -> str:
         gpk = keys.guarantor_pk(clinic_id, gid)
         balance = found.get((gpk, keys.BALANCE))
@@ -828,7 +888,8 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
         with clinic_scope(clinic_id):  # worker threads do not inherit the caller's context
             return _bill_guarantor(ctx, gid, run_id=run_id, statement_date=day,
                                    balance=balance if isinstance(balance, BalanceItem) else None,
-                                   marker=marker if isinstance(marker, StatementRunMarkerItem) else None)
+                                   marker=marker if isinstance(marker, StatementRunMarkerItem) else None,
+                                   issuer=issuer)
 
     with ThreadPoolExecutor(PAGE_THREADS) as pool:
         results = dict(zip(ids, pool.map(bill, ids), strict=True))
@@ -846,6 +907,105 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
         return results  # another worker closed it first
     _close_if_finished(clinic_id, run_id)
     return results
+
+
+# --- the print vendor's files -----------------------------------------------------------------
+
+#: Statement PDFs read from storage at once while merging a run's print file.
+PRINT_THREADS = 8
+#: Statements per merged PDF: a run's paper output is one PDF up to this many, then volumes of
+#: it, so the merging worker's memory stays bounded (pypdf holds ~80 KB a page until it writes).
+PRINT_VOLUME = 2_000
+PRINT_COLUMNS = ("sequence", "file", "first_page", "pages", "statement_id", "guarantor_id", "account_number",
+                 "pdf_key")
+
+
+def _print_files_start(clinic_id: str, run_id: str) -> None:
+    """Build the finished run's print files: on the queue when runs fan out, else now."""
+    if queue.enabled():
+        queue.send([queue.print_message(clinic_id=clinic_id, run_id=run_id)])
+    else:
+        statement_run_print(clinic_id=clinic_id, run_id=run_id)
+
+
+@dataclass(frozen=True)
+class PrintFiles:
+    """A run's files for the print vendor in statement storage: ``pdf_keys``, the merged PDF
+    (one volume per :data:`PRINT_VOLUME` statements; none when nothing goes by paper), the
+    ``manifest_key``, and how many statements and pages they hold."""
+
+    pdf_keys: tuple[str, ...]
+    manifest_key: str
+    statements: int
+    pages: int
+
+
+def _run_paper_statements(clinic_id: str, run_id: str) -> list[StatementRecordItem]:
+    """The run's statements that go by paper, in run order (page, guarantor, account): one
+    Query of the pages and one BatchGetItem per 100 statements."""
+    order: list[tuple[str, str]] = []
+    pages = StatementRunPageItem.query(keys.statement_run_pk(clinic_id, run_id),
+                                       StatementRunPageItem.sk.startswith(keys.STATEMENT_RUN_PAGE_PREFIX),
+                                       consistent_read=True)
+    for page in sorted(pages, key=lambda p: int(p.page)):
+        results = page.results.as_dict() if page.results else {}
+        for gid in dict.fromkeys(page.guarantor_ids or []):
+            outcome = str(results.get(gid, ""))
+            if outcome.startswith("created:"):
+                order += [(gid, sid) for sid in outcome.split(":", 1)[1].split(",") if sid]
+    wanted = [(keys.guarantor_pk(clinic_id, gid), keys.statement_sk(sid)) for gid, sid in order]
+    found: dict[tuple[str, str], Item] = {}
+    for start in range(0, len(wanted), 100):
+        for it in Item.batch_get(wanted[start:start + 100], consistent_read=True):
+            found[(it.pk, it.sk)] = it
+    return [it for it in (found.get(k) for k in wanted)
+            if isinstance(it, StatementRecordItem) and it.delivery_channel == "paper" and it.pdf_key]
+
+
+@clinic_scoped
+def statement_run_print(*, clinic_id: str, run_id: str) -> PrintFiles:
+    """Write a finished run's paper output for the print vendor (PRODUCT.md §4): the merged PDF
+    of every statement of the run that goes by paper, in run order (page, then guarantor, then
+    account), as one file, or volumes of :data:`PRINT_VOLUME` statements for a bigger run, and
+    a CSV manifest (ids, keys and page numbers only: no names) whose rows give each statement's
+    file, first page and page count. Electronic statements are not printed. Deterministic, so
+    building it again (a redelivered message, a resumed run) rewrites the same files; the
+    manifest is written last and marks the files complete.
+
+    Cost: one Query, one BatchGetItem per 100 statements, every paper statement's PDF read from
+    storage (``PRINT_THREADS`` at once); memory bounded by one volume. Raises NotFound (run),
+    InvalidInput (the run is not done yet).
+    """
+    from pypdf import PdfReader, PdfWriter  # only this step needs it
+
+    if _run_get(clinic_id, run_id).status != "done":
+        raise InvalidInput(f"statement run {run_id} is not finished yet")
+    paper = _run_paper_statements(clinic_id, run_id)
+    store = storage.storage()
+    out = io.StringIO()
+    manifest = csv.writer(out, lineterminator="\n")
+    manifest.writerow(PRINT_COLUMNS)
+    pdf_keys: list[str] = []
+    pages = 0
+    with ThreadPoolExecutor(PRINT_THREADS) as pool:
+        for start in range(0, len(paper), PRINT_VOLUME):
+            volume = paper[start:start + PRINT_VOLUME]
+            key = storage.print_pdf_key(clinic_id, run_id, len(pdf_keys) + 1)
+            merged = PdfWriter()
+            for n, (record, body) in enumerate(zip(volume, pool.map(lambda r: store.get(str(r.pdf_key)), volume),
+                                                   strict=True), start=start + 1):
+                first = len(merged.pages) + 1
+                merged.append(PdfReader(io.BytesIO(body)))
+                manifest.writerow([n, key.rsplit("/", 1)[1], first, len(merged.pages) - first + 1,
+                                   record.statement_id, record.guarantor_id, record.account_number, record.pdf_key])
+            buffer = io.BytesIO()
+            merged.write(buffer)
+            store.put(key, buffer.getvalue())
+            pdf_keys.append(key)
+            pages += len(merged.pages)
+    manifest_key = storage.print_manifest_key(clinic_id, run_id)
+    store.put(manifest_key, out.getvalue().encode(), content_type="text/csv")
+    return PrintFiles(tuple(pdf_keys), manifest_key, len(paper), pages)
 
 
 # --- practice-management statements -------------------------------------------------------------
@@ -913,6 +1073,7 @@ def statement_pay_codes(*, clinic_id: str, guarantor_ids: Sequence[str] = (),
         raise InvalidInput("no portal base URL is configured: set FRONTDESK_PORTAL_URL to the portal's public "
                            "address before issuing pay codes")
     items: list[PayCode] = []
+    issuer = links.LinkIssuer(clinic_id)
     for value in requested:
         try:
             require_id(value, field="id")
@@ -940,7 +1101,11 @@ def statement_pay_codes(*, clinic_id: str, guarantor_ids: Sequence[str] = (),
         if profile is None or profile.pay_link == "none" or not profile.group_id:
             items.append(PayCode(gid, sid, account or gid, error="no_pay_link"))
             continue
-        url, qr_url = _pay_links(clinic_id, gid, profile, sid)
+        url, qr_url, prepared = _pay_links(issuer, gid, profile, sid)
+        tx = Tx()  # both links in one request; the guarantor was read above
+        for link in prepared:
+            links.LinkIssuer.add_to(tx, link)
+        tx.commit()
         items.append(PayCode(gid, sid, account or gid, url=url, qr_url=qr_url,
                              qr_svg=render.qr_svg(qr_url) if qr_url else None,
                              qr_png=render.qr_png(qr_url) if qr_url else None))

@@ -28,6 +28,8 @@ class Storage(Protocol):
 
     def url(self, key: str, *, expires_seconds: int) -> str: ...
 
+    def exists(self, key: str) -> bool: ...
+
 
 class LocalStorage:
     """A folder on this machine (the embedded default). ``url`` is a ``file://`` URI: the local
@@ -60,6 +62,9 @@ class LocalStorage:
         if not path.exists():
             raise NotFound("statement PDF not found")
         return path.as_uri()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
 
 
 class S3Storage:
@@ -100,6 +105,17 @@ class S3Storage:
             ExpiresIn=expires_seconds)
         return url
 
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client().head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
 
 _cache: dict[tuple[str, str], Storage] = {}
 _cache_lock = threading.Lock()
@@ -134,3 +150,13 @@ def reset() -> None:
 def pdf_key(clinic_id: str, batch: str, statement_id: str) -> str:
     """The object key of a statement PDF: ids only."""
     return f"{clinic_id}/{batch}/{statement_id}.pdf"
+
+
+def print_pdf_key(clinic_id: str, run_id: str, volume: int) -> str:
+    """The object key of one volume (1, 2, ...) of a run's merged PDF for the print vendor."""
+    return f"{clinic_id}/{run_id}/print/statements-{volume:03d}.pdf"
+
+
+def print_manifest_key(clinic_id: str, run_id: str) -> str:
+    """The object key of a run's print manifest (CSV; written last: the print files are complete)."""
+    return f"{clinic_id}/{run_id}/print/manifest.csv"
