@@ -50,13 +50,15 @@ def test_no_floats_in_money_code():
 
 
 def test_import_app_leaves_heavy_and_sending_modules_unloaded():
-    """B3: stripe, the Powertools idempotency utility and SES/SNS/SQS clients stay unimported,
+    """B3: stripe, the Powertools idempotency utility, the PDF/QR/FHIR libraries and SES/SNS/SQS
+    clients stay unimported,
     and with a secret configured (the cloud) no Secrets Manager client is made: secrets are read
     on first use, never at import."""
     code = (
         "import sys, app\n"
         "bad = [m for m in ('stripe', 'aws_lambda_powertools.utilities.idempotency', 'aws_xray_sdk',"
-        " 'mypy_boto3_ses', 'moto') if m in sys.modules]\n"
+        " 'mypy_boto3_ses', 'moto', 'reportlab', 'qrcode', 'pypdf', 'PIL', 'fhir', 'pydantic')"
+        " if m in sys.modules]\n"
         "import gc, botocore.client\n"
         "clients = {type(o).__name__ for o in gc.get_objects() if isinstance(o, botocore.client.BaseClient)}\n"
         "print(bad, sorted(clients))\n"

@@ -16,11 +16,10 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
-from reportlab.lib.pagesizes import LETTER
-from reportlab.pdfgen.canvas import Canvas
+if TYPE_CHECKING:  # loaded by the functions that draw: ``import app`` stays light (B3)
+    from reportlab.pdfgen.canvas import Canvas
 
 from chalicelib.core.money import format_cents
 
@@ -32,6 +31,9 @@ QR_BORDER = 4
 
 def qr_matrix(data: str) -> list[list[bool]]:
     """The QR code of ``data`` (error correction M, fixed mask), modules without quiet zone."""
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, mask_pattern=QR_MASK, border=0)
     code.add_data(data)
     code.make(fit=True)
@@ -178,6 +180,9 @@ def statement_pdf(doc: StatementDoc) -> bytes:
     continue on following pages, and the remit stub stays at the foot of the first page.
     Returns the PDF bytes. Raises nothing for long text: fields are clipped to their boxes.
     """
+    from reportlab.lib.pagesizes import LETTER
+    from reportlab.pdfgen.canvas import Canvas
+
     out = io.BytesIO()
     c = Canvas(out, pagesize=LETTER, pageCompression=0, invariant=1)
     c.setTitle(f"Statement {doc.account_number} {doc.statement_date}")
