@@ -72,6 +72,7 @@ def test_run_pdf_qr_decodes_to_the_statements_pay_url(tmp_path):
     assert printed and printed.group(1) != decoded  # the typed URL is its own link (statement URL origin)
     assert links.link_resolve(token=printed.group(1).rsplit("/", 1)[1]).kind == LinkKind.STATEMENT_URL
     assert row.verification_code and row.verification_code in text
+    assert f"{sf.PORTAL}/verify?c={cid}" in text  # the page learns which practice the code is from
     assert "Make check payable to" in text and "Amount enclosed" in text and f.guarantor_id in text
     assert "$40.06" in text  # amount due: 1,000 + 1,001 + 1,002 + 1,003 cents
 

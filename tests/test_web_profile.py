@@ -18,7 +18,6 @@ from chalicelib.accounts import services as accounts
 from chalicelib.core import config
 from chalicelib.links import services as links
 from chalicelib.notify import selectors as notify_selectors
-from chalicelib.notify import services as notify
 from chalicelib.payments import selectors as payment_selectors
 from chalicelib.payments import services as payment_services
 from chalicelib.statements import services as statements
@@ -277,16 +276,16 @@ def test_the_step_up_helper_picks_the_current_contact_first():
         accounts.stepup_contact("email", email=None, mobile=None)
 
 
-@pytest.mark.skipif(not hasattr(notify, "contact_change_notice"),
-                    reason="notify has no contact_change_notice yet (asked for in issue #5's report)")
 def test_the_old_contact_is_told_of_the_change_exactly_once(client, outbox):
     v = _visitor(client)
     step = v.change(outbox, "sms", "(555) 555-0199", current=OLD_MOBILE)
     [code] = outbox(v.f.clinic_id, "+15555550199")
     v.post("/profile/contact/verify", request=_request_id(step), code=code)
+    v.post("/profile/contact/verify", request=_request_id(step), code=code)  # a replayed form
     rows = [r for r in notify_selectors.console_outbox_read(clinic_id=v.f.clinic_id)
             if r["to"] == OLD_MOBILE and not r.get("sensitive")]  # the step-up code is not the notice
     assert len(rows) == 1
+    assert "contact on your billing account was changed" in str(rows[0]["text"])
 
 
 def test_a_mobile_change_and_the_sixth_guess_fails_even_when_right(client, outbox):

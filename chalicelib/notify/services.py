@@ -116,6 +116,7 @@ POLICIES: dict[str, Policy] = {
     "on_demand": Policy(consent=True, quiet=False, capped=False, paid_check=False, link=True),
     "receipt": Policy(consent=False, quiet=False, capped=False, paid_check=False, link=False),
     "code": Policy(consent=False, quiet=False, capped=False, paid_check=False, link=False),
+    "contact_changed": Policy(consent=False, quiet=False, capped=False, paid_check=False, link=False),
     "plan_upcoming": Policy(consent=True, quiet=True, capped=False, paid_check=False, link=False),
     "plan_processed": Policy(consent=True, quiet=True, capped=False, paid_check=False, link=False),
     "plan_failed": Policy(consent=True, quiet=True, capped=False, paid_check=False, link=False),
@@ -221,8 +222,8 @@ def message_queue(*, clinic_id: str, guarantor_id: str, kind: str, channel: str,
     point in the same request as the message (the send still uses the profile's address then).
     Raises InvalidInput for an unknown kind or channel.
     """
-    if kind not in POLICIES or kind in ("code", "reply"):
-        raise InvalidInput(f"kind must be one of {sorted(set(POLICIES) - {'code', 'reply'})}")
+    if kind not in POLICIES or kind in ("code", "reply", "contact_changed"):
+        raise InvalidInput(f"kind must be one of {sorted(set(POLICIES) - {'code', 'reply', 'contact_changed'})}")
     tpl = template or kind
     if channel not in templates.TEMPLATES[tpl].channels:
         raise InvalidInput(f"{kind} messages are not sent by {channel}")
@@ -795,6 +796,27 @@ def code_send(*, clinic_id: str, request_id: str, channel: str, destination: str
     put_new(new_item(ref, kind="code", channel=channel, template="code", language=language,
                      due_at=clock.now(), sensitive=True, ttl_days=7))
     return _send(ref, secret={"destination": dest, "fields": {"code": code, "code_minutes": CODE_MINUTES}})
+
+
+def contact_change_notice(*, clinic_id: str, guarantor_id: str, channel: str, destination: str,
+                          language: str = "en") -> SendOutcome:
+    """Tell a replaced email address or mobile number that it was replaced (SECURITY.md R22:
+    "notifies the old contact"), now and once per (guarantor, channel, old contact).
+    Transactional like a code: not held by consent, quiet hours or caps; names the practice and
+    its phone only. The row keeps the contact's keyed hash, never the address. Raises
+    InvalidInput for a bad channel or contact."""
+    if channel not in ("email", "sms"):
+        raise InvalidInput("channel must be email or sms")
+    dest = contacts.normalize(channel, destination)
+    if dest is None:
+        raise InvalidInput(f"that is not a valid {channel} contact")
+    dhash = contacts.destination_hash(dest)
+    owner = keys.contact_owner(channel, dhash)
+    logical = f"{require_id(guarantor_id, field='guarantor_id')}:{dhash}"
+    ref = MessageRef(clinic_id, owner, message_id_for(clinic_id, owner, "contact_changed", channel, logical))
+    put_new(new_item(ref, kind="contact_changed", channel=channel, template="contact_changed", language=language,
+                     due_at=clock.now(), destination_hash=dhash, ttl_days=400))
+    return _send(ref, secret={"destination": dest})
 
 
 def _reply(clinic_id: str, destination: str, dhash: str, template: str, logical_key: str) -> SendOutcome:

@@ -60,6 +60,7 @@ TEMPLATES: dict[str, TemplateSpec] = {
                                             "paid_on", "transaction_number", "card_brand", "card_last4",
                                             "amount_paid")),
         TemplateSpec("code", ("email", "sms"), (*_COMMON, "code", "code_minutes")),
+        TemplateSpec("contact_changed", ("email", "sms"), _COMMON),
         TemplateSpec("plan_upcoming", ("email", "sms"), _PLAN),
         TemplateSpec("plan_processed", ("email", "sms"), _PLAN),
         TemplateSpec("plan_failed", ("email", "sms"), _PLAN),

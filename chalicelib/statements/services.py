@@ -505,7 +505,7 @@ def _document(ctx: ClinicContext, acct: AccountRead, plan: Plan, account: Accoun
                                        ln.description or "", ln.money.get(PAT_OPEN, 0), ln.line_id in account.new_ids)
                     for ln in account.lines),
         pay_url=pay_url, qr_url=qr_url, verification_code=code_display(code),
-        verify_url=f"{cfg.portal_url}/verify" if cfg.portal_url_set else None, notice=notice,
+        verify_url=f"{cfg.portal_url}/verify?c={ctx.clinic_id}" if cfg.portal_url_set else None, notice=notice,
         patient_label=_patient_name(acct, account.account_number) if per_patient else None)
 
 

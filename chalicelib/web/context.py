@@ -76,18 +76,12 @@ def code_deliver(*, clinic_id: str, request_id: str, channel: str, destination: 
 def contact_change_notice(*, clinic_id: str, guarantor_id: str, channel: str, old_destination: str,
                           language: str) -> bool:
     """Tell the replaced email address or mobile number that it was replaced (SECURITY.md R22)
-    through notify's ``contact_change_notice`` (asked of the notifications package: a
-    transactional "your email/mobile for <practice> was changed; call <phone> if this was not
-    you" message, exempt from consent like codes). Returns False, and sends nothing, while
-    notify has no such message."""
+    through notify's transactional ``contact_change_notice``; True when it was sent."""
     from chalicelib.notify import services as notify
 
-    send = getattr(notify, "contact_change_notice", None)
-    if send is None:
-        return False
-    send(clinic_id=clinic_id, guarantor_id=guarantor_id, channel=channel, destination=old_destination,
-         language=language)
-    return True
+    outcome = notify.contact_change_notice(clinic_id=clinic_id, guarantor_id=guarantor_id, channel=channel,
+                                           destination=old_destination, language=language)
+    return outcome.status == "sent"
 
 
 def notification_preferences(*, clinic_id: str, guarantor_id: str, email: str | None,
