@@ -69,6 +69,7 @@ FUNCTIONS: tuple[Function, ...] = (
         processor=True),
     _fn("import_object_created", "ImportObjectCreated", "imports_read", "imports_failed"),
     _fn("statement_runs_start", "StatementRunsStart", "statements_enqueue", "secrets_read"),
+    _fn("balance_notices_bill", "BalanceNoticesBill", "pdfs_write", "notify_enqueue", "secrets_read"),
     _fn("statement_pages", "StatementPages", "statements_consume", "pdfs_write", "notify_enqueue", "secrets_read"),
     _fn("notify_due_hourly", "NotifyDueHourly", "notify_enqueue", "secrets_read"),
     _fn("notify_worker", "NotifyWorker", "notify_consume", "notify_enqueue", "send", "secrets_read"),

@@ -34,11 +34,11 @@ def test_grants_are_the_least_each_code_path_needs():
     assert {n for n, g in by.items() if g & {"imports_read", "imports_failed"}} == {"import_object_created"}
     assert {n for n, g in by.items() if "payments_consume" in g} == {"processor_events_consume"}
     assert {n for n, g in by.items() if "payments_enqueue" in g} == {"api_handler"}
-    assert {n for n, g in by.items() if "pdfs_write" in g} == {"statement_pages"}
-    # statement pages queue the electronic statements' notifications (notify.statement_notifications_queue)
+    assert {n for n, g in by.items() if "pdfs_write" in g} == {"statement_pages", "balance_notices_bill"}
+    # new statements queue their notifications (notify.statement_notifications_queue)
     assert {n for n, g in by.items() if "notify_enqueue" in g} == {
-        "api_handler", "statement_pages", "notify_due_hourly", "notify_worker", "notify_sms_inbound",
-        "payment_attempts_complete", "processor_events_consume"}
+        "api_handler", "statement_pages", "balance_notices_bill", "notify_due_hourly", "notify_worker",
+        "notify_sms_inbound", "payment_attempts_complete", "processor_events_consume"}
     assert by["notify_ses_events"] == by["notify_sms_status"] == by["reference_batches_open"] == {"secrets_read"}
     assert {n for n, g in by.items() if "secrets_read" not in g} == {"import_object_created"}
     with pytest.raises(ValueError):

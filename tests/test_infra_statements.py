@@ -59,6 +59,7 @@ def test_pdf_bucket_is_private_encrypted_with_the_stage_key_and_expires_pdfs(tem
     assert {r: sorted(_list(s["Action"])) for (r, sid), s in grants.items() if sid.startswith("Pdfs")} == {
         "ApiRoleDE7A08EC": ["s3:GetObject"],  # the portal presigns PDF links
         _role_of(template, "StatementPages"): ["s3:GetObject", "s3:PutObject"],
+        _role_of(template, "BalanceNoticesBill"): ["s3:GetObject", "s3:PutObject"],  # bills at once
     }
     assert all(s["Resource"] == objects for (_, sid), s in grants.items() if sid.startswith("Pdfs"))
 

@@ -285,7 +285,7 @@ def test_electronic_statements_queue_their_notifications_once_even_when_a_page_i
     with ns.console(tmp_path / "outbox"):
         c = sf.Clock()
         cid, _ = sf.clinic()
-        paper = sf.family(cid)
+        paper = sf.family(cid, email=None)
         emailed = sf.family(cid, address=None, consent={"email": True})
         for f in (paper, emailed):
             sf.owes(f, 1_000)
@@ -319,7 +319,7 @@ def test_electronic_statements_queue_their_notifications_once_even_when_a_page_i
         again = notify_selectors.outbox_list(clinic_id=cid, guarantor_id=emailed.guarantor_id)
         assert sorted(r.message_id for r in again) == sorted(r.message_id for r in rows)
         assert [b for b in notify_queue.LOCAL if b.get("op") == "send"] == work
-        assert notify_selectors.outbox_list(clinic_id=cid, guarantor_id=paper.guarantor_id) == []
+        assert notify_selectors.outbox_list(clinic_id=cid, guarantor_id=paper.guarantor_id) == []  # nothing on file
         assert statement.delivery_channel == "electronic"
         assert st_selectors.statement_run_get(clinic_id=cid, run_id=run_id, outcomes=False).status == "done"
 
@@ -331,7 +331,9 @@ def test_a_statement_is_one_read_and_one_transaction_that_also_stores_its_pay_li
 
     c = sf.Clock()
     cid, _ = sf.clinic()
-    families = [sf.family(cid) for _ in range(3)]
+    # No email or mobile on file: the statement's own requests only (a guarantor with contacts
+    # adds the notification's, test_a_paper_statement_also_notifies_the_contacts_on_file).
+    families = [sf.family(cid, email=None) for _ in range(3)]
     for f in families:
         sf.owes(f, 1_000)
     printed: list = []
@@ -375,3 +377,54 @@ def test_a_statement_is_one_read_and_one_transaction_that_also_stores_its_pay_li
         url, qr = (links.link_resolve(token=u.rsplit("/l/", 1)[1]) for u in (doc.pay_url, doc.qr_url))
         assert (url.kind, qr.kind) == (links.LinkKind.STATEMENT_URL, links.LinkKind.STATEMENT_QR)
         assert url.guarantor_id == qr.guarantor_id == doc.account_number
+
+
+def test_a_paper_statement_also_notifies_the_contacts_on_file(tmp_path):
+    """PRODUCT.md §1.3: the statement's notification goes out at once, paper or electronic."""
+    from chalicelib.notify import selectors as notify_selectors
+    from tests import notify_support as ns
+
+    with ns.console(tmp_path / "outbox"):
+        c = sf.Clock()
+        cid, _ = sf.clinic()
+        mailed = sf.family(cid, consent={"email": True})  # an address and an email
+        sf.owes(mailed, 2_500)
+        statements.statement_run_start(clinic_id=cid, run_date=c.today)
+        [statement] = st_selectors.statement_history(clinic_id=cid, guarantor_id=mailed.guarantor_id)
+        assert statement.delivery_channel == "paper"
+        rows = notify_selectors.outbox_list(clinic_id=cid, guarantor_id=mailed.guarantor_id)
+        assert "balance" in {r.kind for r in rows} and {r.statement_id for r in rows} == {statement.statement_id}
+
+
+def test_a_new_balance_from_a_remittance_is_billed_at_once_and_only_once(tmp_path):
+    """An import marks the guarantor due a balance notice; the notice step bills them (the run's
+    own per-guarantor step), queues the notification, and takes the notice off the index."""
+    import io
+
+    from chalicelib.imports import generator
+    from chalicelib.imports import services as imports
+    from chalicelib.imports.files import Source
+    from chalicelib.notify import selectors as notify_selectors
+    from tests import notify_support as ns
+
+    with ns.console(tmp_path / "outbox"):
+        sf.Clock()
+        cid, _ = sf.clinic()
+        for name, write in (("r.csv", generator.write_roster), ("c.837", generator.write_837),
+                            ("p.835", generator.write_835)):
+            buf = io.StringIO()
+            write(buf, claims=4, seed=5, families=2)
+            imports.import_file(clinic_id=cid, source=Source(data=buf.getvalue().encode(), name=name))
+        from chalicelib.imports import selectors as import_selectors
+
+        due = import_selectors.notices_due(clinic_id=cid)
+        assert due, "the remittance left patient responsibility"
+        counts = statements.balance_notices_bill(clinic_id=cid)
+        assert counts.get("created") == len(due)
+        assert import_selectors.notices_due(clinic_id=cid) == []
+        for notice in due:
+            assert len(st_selectors.statement_history(clinic_id=cid, guarantor_id=notice.guarantor_id)) == 1
+            kinds = {r.kind for r in notify_selectors.outbox_list(clinic_id=cid, guarantor_id=notice.guarantor_id)}
+            assert "balance" in kinds
+        assert statements.balance_notices_bill(clinic_id=cid) == {}  # nothing left: nothing billed twice
+        assert ledger_verify(clinic_id=cid).ok

@@ -124,6 +124,7 @@ def run(*, work_dir: Path, data: Path | None = None, families: int = 200, seed: 
     say("billing today's statement run ...")
     run_item = statements.statement_run_start(clinic_id=clinic.clinic_id)
     view = statement_selectors.statement_run_get(clinic_id=clinic.clinic_id, run_id=run_item.run_id)
+    statements.balance_notices_bill(clinic_id=clinic.clinic_id)  # the run billed them: clears the notices
     say(f"  {view.statements_created} statements; sending the balance notifications ...")
     notify_local.tick(clinic_ids=[clinic.clinic_id])  # the run queued them (electronic statements)
     report = verify.ledger_verify(clinic_id=clinic.clinic_id)

@@ -1,8 +1,8 @@
 """The embedded default's EventBridge: the scheduled handlers' work, on a timer in the demo.
 
 In the cloud, EventBridge fires ``notify_due_hourly`` (then SQS workers send), the payment
-completer every 5 minutes, the reference-batch opener hourly and the statement runs daily at
-09:00 UTC (chalicelib/jobs). :class:`LocalSchedule` calls the same services every ``every``
+completer and the balance-notice biller every 5 minutes, the reference-batch opener hourly and
+the statement runs daily at 09:00 UTC (chalicelib/jobs). :class:`LocalSchedule` calls the same services every ``every``
 seconds in a daemon thread: each is idempotent per period, so running them more often than
 the cloud does only makes the demo answer sooner. The daily statement run starts at most once
 per UTC date, from 09:00 UTC.
@@ -48,6 +48,7 @@ class LocalSchedule:
         return [("reference_batches_open", lambda: payments.batches_open_due(at=clock.now())),
                 ("payment_attempts_complete", payments.payment_attempts_complete_all),
                 ("statement_runs_start", self._statement_runs),
+                ("balance_notices_bill", statements.balance_notices_bill_all),
                 ("notify_due", notify_local.tick)]
 
     def tick(self) -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any
 
-from chalice import Blueprint, Cron
+from chalice import Blueprint, Cron, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from chalicelib.core.errors import DomainError
@@ -75,3 +75,10 @@ def statement_runs_start(event: CloudWatchEvent) -> None:
             statement_services.statement_run_start(clinic_id=clinic_id)
         except DomainError as exc:
             log.warning("statement run not started", extra={"clinic_id": clinic_id, "error": str(exc)[:200]})
+
+
+@statements_jobs.schedule(Rate(5, unit=Rate.MINUTES))
+def balance_notices_bill(event: CloudWatchEvent) -> dict[str, int]:
+    """Every 5 minutes: bill the guarantors whose patient balance an import grew, and queue
+    their notifications (PRODUCT.md §1 "told at once"); safe when EventBridge fires twice."""
+    return statement_services.balance_notices_bill_all()

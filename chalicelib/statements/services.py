@@ -62,6 +62,7 @@ from chalicelib.store.models import (
     ServiceLineItem,
     StatementItem,
 )
+from chalicelib.store.models_imports import BalanceNoticeItem
 from chalicelib.store.models_statements import (
     StatementAssignItem,
     StatementProfileItem,
@@ -632,12 +633,13 @@ def _error_marker(clinic_id: str, guarantor_id: str, run_id: str, reason: str) -
     return f"error:{reason}"
 
 
-def _notify_electronic(ctx: ClinicContext, guarantor_id: str, statement_id: str,
-                       profile: StatementProfile | None) -> None:
-    """Queue the balance notification and reminders of a run statement that goes out
-    electronically (PRODUCT.md §8: "sent at once"; the profile names the reminder schedule).
-    Idempotent: the messages' ids are keyed by the statement, so a resumed page or a
-    redelivered message queues nothing twice."""
+def _notify_statement(ctx: ClinicContext, guarantor_id: str, statement_id: str,
+                      profile: StatementProfile | None) -> None:
+    """Queue the balance notification and reminders of a new statement, paper or electronic,
+    on every channel on file (PRODUCT.md §1.3: "its notification goes out at once by email
+    and/or SMS, carrying a payment link"; consent and quiet hours are checked at send time; the
+    profile names the reminder schedule). Idempotent: the messages' ids are keyed by the
+    statement, so a resumed page or a redelivered message queues nothing twice."""
     notify.statement_notifications_queue(
         clinic_id=ctx.clinic_id, guarantor_id=guarantor_id, statement_id=statement_id,
         schedule_id=profile.notification_schedule_id if profile else "default")
@@ -645,10 +647,10 @@ def _notify_electronic(ctx: ClinicContext, guarantor_id: str, statement_id: str,
 
 def _notify_resumed(ctx: ClinicContext, guarantor_id: str, statement: StatementItem | None) -> None:
     """On a resumed guarantor (billed before a crash or by another worker): queue its
-    notifications again if its statement is electronic (nothing is queued twice)."""
-    if statement is not None and getattr(statement, "delivery_channel", None) == "electronic":
-        _notify_electronic(ctx, guarantor_id, statement.statement_id,
-                           ctx.profiles.get(getattr(statement, "profile_id", None) or ""))
+    statement's notifications again (nothing is queued twice)."""
+    if statement is not None:
+        _notify_statement(ctx, guarantor_id, statement.statement_id,
+                          ctx.profiles.get(getattr(statement, "profile_id", None) or ""))
 
 
 def _marker_statement(clinic_id: str, guarantor_id: str, marker: StatementRunMarkerItem) -> StatementItem | None:
@@ -702,8 +704,8 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
         except (_Stale, AlreadyExists):
             pass
         else:
-            if plan.channel == "electronic":
-                _notify_electronic(ctx, guarantor_id, issued.statement_ids[0], plan.profile)
+            if acct.guarantor.email or acct.guarantor.mobile:  # else nothing to send it to
+                _notify_statement(ctx, guarantor_id, issued.statement_ids[0], plan.profile)
             return "created:" + ",".join(issued.statement_ids)
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         pk = keys.guarantor_pk(clinic_id, guarantor_id)
@@ -1284,3 +1286,64 @@ def run_clinic_ids() -> list[str]:
             if any(profile_load(p.settings_json).runs for p in profiles):
                 out.append(clinic.clinic_id)
     return out
+
+
+# --- balance notices: a remittance's new patient balance is billed at once --------------------
+
+#: Notices handled per call; the schedule calls again for the rest.
+NOTICES_PER_CALL = 500
+
+
+@clinic_scoped
+def balance_notices_bill(*, clinic_id: str, limit: int = NOTICES_PER_CALL) -> dict[str, int]:
+    """Bill at once each guarantor an import marked due a balance notice (PRODUCT.md §1: "a
+    remittance creates a patient balance, the guarantor is told at once"; the importers write the
+    notice in the posting's transaction, gsi1 ``C#<clinic>#NOTICE#DUE``, found by Query).
+
+    Each one goes through the statement run's own per-guarantor step under the run id
+    ``notice-<local date>``: the profile decides (cycle days, holds, minimum, the practice
+    billing from Frontdesk at all), a new statement queues its balance notification and
+    reminders (so does a paper one, which is also printed). Then the notice leaves the index,
+    conditioned on the entry it named, so a balance that grew again meanwhile stays due.
+    Safe to repeat (markers per guarantor and run id). Returns outcome counts (``created``,
+    ``skipped``, ``error``). Raises InvalidInput when the clinic cannot bill (``_check_ready``).
+    """
+    ctx = clinic_context(clinic_id)
+    _check_ready(ctx)
+    day = _local_date(ctx)
+    run_id = f"notice-{day.isoformat()}"
+    issuer = links.LinkIssuer(clinic_id)
+    counts: dict[str, int] = defaultdict(int)
+    for due in BalanceNoticeItem.gsi1.query(keys.notices_due_gsi1pk(clinic_id), limit=limit):
+        if not isinstance(due, BalanceNoticeItem):
+            continue
+        gpk = keys.guarantor_pk(clinic_id, due.guarantor_id)
+        found = {it.sk: it for it in Item.batch_get([(gpk, keys.BALANCE), (gpk, keys.statement_run_marker_sk(run_id))],
+                                                     consistent_read=True)}
+        balance = found.get(keys.BALANCE)
+        marker = found.get(keys.statement_run_marker_sk(run_id))
+        outcome = _bill_guarantor(ctx, due.guarantor_id, run_id=run_id, statement_date=day,
+                                  balance=balance if isinstance(balance, BalanceItem) else None,
+                                  marker=marker if isinstance(marker, StatementRunMarkerItem) else None,
+                                  issuer=issuer)
+        counts[outcome.split(":", 1)[0]] += 1
+        try:
+            due.update(actions=[BalanceNoticeItem.gsi1pk.remove(), BalanceNoticeItem.gsi1sk.remove()],
+                       condition=BalanceNoticeItem.entry_seq == int(due.entry_seq), add_version_condition=False)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+    return dict(counts)
+
+
+def balance_notices_bill_all() -> dict[str, int]:
+    """:func:`balance_notices_bill` for every clinic billing from Frontdesk (the schedule); a
+    clinic that cannot bill is skipped (its notices wait). Returns summed outcome counts."""
+    total: dict[str, int] = defaultdict(int)
+    for clinic_id in run_clinic_ids():
+        try:
+            for k, v in balance_notices_bill(clinic_id=clinic_id).items():
+                total[k] += v
+        except InvalidInput:
+            continue
+    return dict(total)
