@@ -32,7 +32,7 @@ from chalicelib.store import db
 from tests.browser import serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()  # the demo reports resolved paths
 TABLE = "frontdesk"
 
 

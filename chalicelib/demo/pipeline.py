@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.accounts import selectors as account_selectors
-from chalicelib.core.errors import DomainError
+from chalicelib.core.errors import DomainError, InvalidInput
 from chalicelib.demo.clinic import DemoClinic, setup, write_files
 from chalicelib.imports import services as imports
 from chalicelib.imports.errors import ImportRejected
@@ -74,21 +74,45 @@ class DemoResult:
 
 def data_files(folder: Path) -> list[Path]:
     """The files of a data folder: those its ``manifest.csv`` lists (a ``path`` column, as
-    ../shared/data has), else every file under it except hidden ones, licence and document
-    folders (LICENSES) and documents (.md, .html, .pdf). Raises InvalidInput-like
-    FileNotFoundError when the folder does not exist."""
+    ../shared/data has; UTF-8, a BOM is fine), else every file under it except hidden ones,
+    licence folders (LICENSES) and documents (.md, .html, .pdf). A listed path that is missing,
+    not a file or outside the folder is kept: :func:`import_all` reports it rejected. Raises
+    FileNotFoundError when the folder does not exist, InvalidInput for an unreadable manifest."""
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {folder}: not a folder")
     manifest = folder / "manifest.csv"
     if manifest.is_file():
-        with manifest.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        try:
+            with manifest.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidInput(f"{manifest}: not a UTF-8 CSV file ({type(exc).__name__})") from None
         if rows and "path" in rows[0]:
             return sorted(folder / r["path"] for r in rows if r.get("path"))
     return sorted(p for p in folder.rglob("*") if p.is_file()
                   and not any(part.startswith(".") or part.upper() == "LICENSES"
                               for part in p.relative_to(folder).parts)
                   and p.suffix.lower() not in SKIP_SUFFIXES)
+
+
+def _unreadable(path: Path, folder: Path | None) -> str | None:
+    """Why ``path`` cannot be imported at all (outside the data folder, missing, not a regular
+    file), else None."""
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "the file does not exist or cannot be read"
+    if folder is not None and not resolved.is_relative_to(folder.resolve()):
+        return "the path leads outside the data folder"
+    if not resolved.is_file():
+        return "not a regular file"
+    return None
+
+
+def _rejected(path: Path, message: str) -> dict[str, Any]:
+    return {"path": str(path), "format": "", "status": "rejected", "transactions": 0, "claims": 0,
+            "service_lines": 0, "insurance_paid_cents": 0, "patient_responsibility_cents": 0, "plb_cents": 0,
+            "warnings": [], "error": {"segment": 0, "segment_id": "", "message": message}}
 
 
 def _order(path: Path) -> tuple[int, str]:
@@ -99,11 +123,18 @@ def _order(path: Path) -> tuple[int, str]:
     return ORDER.get(fmt, 9), str(path)
 
 
-def import_all(clinic_id: str, paths: list[Path], say: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Import each file (people, then claims, then remittances); a rejected file is reported
-    and the rest go on. Returns the importers' JSON objects in import order."""
+def import_all(clinic_id: str, paths: list[Path], say: Callable[[str], None] = print,
+               folder: Path | None = None) -> list[dict[str, Any]]:
+    """Import each file (people, then claims, then remittances); a rejected file, or a path
+    that cannot be read or leads outside ``folder``, is reported and the rest go on. Returns
+    the importers' JSON objects in import order."""
     out = []
     for path in sorted(paths, key=_order):
+        why = _unreadable(path, folder)
+        if why is not None:
+            out.append(_rejected(path, why))
+            say(f"  rejected {path.name}: {why}")
+            continue
         result = imports.import_file(clinic_id=clinic_id, source=Source(path=str(path), name=str(path)))
         say(f"  {result.status} {path.name}")
         out.append(result.as_json())
@@ -116,11 +147,11 @@ def run(*, work_dir: Path, data: Path | None = None, families: int = 200, seed: 
     ``work_dir/files``; ``say`` gets one progress line per step. Raises FileNotFoundError for a
     missing ``data`` folder, InvalidInput when the statement run cannot start (e.g. no portal
     base URL configured)."""
+    listed = data_files(data) if data is not None else None  # a bad folder fails before anything is written
     clinic = setup()
-    paths = data_files(data) if data is not None else write_files(work_dir / "files", families=families,
-                                                                   seed=seed)
+    paths = listed if listed is not None else write_files(work_dir / "files", families=families, seed=seed)
     say(f"importing {len(paths)} files ...")
-    files = import_all(clinic.clinic_id, paths, say)
+    files = import_all(clinic.clinic_id, paths, say, folder=data)
     say("billing today's statement run ...")
     run_item = statements.statement_run_start(clinic_id=clinic.clinic_id)
     view = statement_selectors.statement_run_get(clinic_id=clinic.clinic_id, run_id=run_item.run_id)
