@@ -264,6 +264,30 @@ def test_a_roster_with_member_ids_gives_the_837_and_835_subscribers_their_contac
     assert ledger_verify(clinic_id=cid).ok
 
 
+def test_one_account_number_is_one_guarantor_with_or_without_member_id():
+    """Rows of one guarantor_id that spell the name differently are one guarantor (the first
+    row's, with a warning); a later roster naming only the account number finds them too."""
+    cid = clinic()
+    first = ("guarantor_id,guarantor_first_name,guarantor_last_name,member_id\n"
+             "G3,Ann,Lee,M3\nG3,Anne,Lee,M3\n")
+    result = services.import_file(clinic_id=cid, source=Source(data=first.encode(), name="a.csv"))
+    assert result.status == "imported" and any("differ from row 2" in w for w in result.warnings)
+    assert [(g.first_name, g.last_name) for g, _ in people(cid)] == [("Ann", "Lee")]
+    later = "guarantor_id,guarantor_first_name,guarantor_last_name,email\nG3,Ann,Lee,ann@example.com\n"
+    assert services.import_file(clinic_id=cid, source=Source(data=later.encode(), name="b.csv")).status == "imported"
+    assert len(people(cid)) == 1
+
+
+def test_a_roster_longer_than_the_row_limit_is_rejected_before_it_fills_memory(monkeypatch):
+    from chalicelib.imports import csv_roster
+
+    monkeypatch.setattr(csv_roster, "MAX_ROWS", 3)
+    text = "guarantor_id,guarantor_first_name,guarantor_last_name\n" + "".join(f"G{i},Ann,Lee\n" for i in range(4))
+    with pytest.raises(ImportRejected) as err:
+        read_roster(text.encode(), Warnings())
+    assert err.value.position == 5 and "more than 3 rows" in err.value.message
+
+
 def test_a_roster_member_id_must_be_letters_or_digits():
     text = "guarantor_id,guarantor_first_name,guarantor_last_name,member_id\nA1,Ann,Lee,---\n"
     with pytest.raises(ImportRejected) as err:

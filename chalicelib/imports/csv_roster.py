@@ -26,7 +26,8 @@ own patient.
 | | | ``other`` (default ``self`` when the patient columns are blank or repeat the guarantor's name, |
 | | | else ``other``) |
 
-Unknown columns are ignored with one warning. A value that breaks the rules above rejects the
+At most :data:`MAX_ROWS` data rows per file. Unknown columns are ignored with one warning.
+A value that breaks the rules above rejects the
 file (ImportRejected with the row number, header = row 1, and the column name); nothing is
 written. Guarantors are keyed ``csv:<guarantor_id>``, so importing a roster again finds the
 same guarantors; existing guarantors' profiles are not overwritten. With ``member_id`` the
@@ -55,6 +56,10 @@ COLUMNS = (
     "relationship",
 )
 REQUIRED = ("guarantor_id", "guarantor_first_name", "guarantor_last_name")
+#: Rows per roster file. A roster is read whole and checked before anything is written, so
+#: memory grows with it (~1 KB a row): 100,000 rows stay far inside the import Lambda's memory
+#: (a 190 MB roster of 10 million rows needed 12 GB). Bigger rosters are split by the sender.
+MAX_ROWS = 100_000
 TRUE = {"yes", "y", "true", "1"}
 FALSE = {"no", "n", "false", "0", ""}
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -130,7 +135,7 @@ def read_roster(data: bytes, warnings: Warnings) -> Roster:
     if unknown:
         warnings.add(f"row 1: {len(unknown)} unknown columns are ignored")
     roster = Roster()
-    seen: dict[str, tuple[int, tuple[str, ...]]] = {}
+    seen: dict[str, tuple[int, tuple[str, ...], Person]] = {}
     row_number = 1
     try:
         for values in reader:
@@ -141,13 +146,16 @@ def read_roster(data: bytes, warnings: Warnings) -> Roster:
                 raise ImportRejected(row_number, "", "more values than columns")
             row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
             roster.rows += 1
+            if roster.rows > MAX_ROWS:
+                raise ImportRejected(row_number, "", f"more than {MAX_ROWS:,} rows: split the roster into "
+                                                     "several files")
             roster.units.append(_unit(row, row_number, len(roster.units) + 1, seen, warnings))
     except csv.Error:
         raise ImportRejected(row_number, "", "the row is not valid CSV") from None
     return roster
 
 
-def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, tuple[str, ...]]],
+def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, tuple[str, ...], Person]],
           warnings: Warnings) -> PersonUnit:
     for column in REQUIRED:
         if not row.get(column):
@@ -178,9 +186,11 @@ def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, 
                  "sms": _flag(row.get("consent_sms", ""), n, "consent_sms")},
     )
     fingerprint = tuple(row.get(c, "") for c in COLUMNS[:15])
-    if gid in seen and seen[gid][1] != fingerprint:
-        warnings.add(f"row {n}: guarantor columns differ from row {seen[gid][0]}; the first row is used")
-    seen.setdefault(gid, (n, fingerprint))
+    if gid in seen:
+        if seen[gid][1] != fingerprint:
+            warnings.add(f"row {n}: guarantor columns differ from row {seen[gid][0]}; the first row is used")
+        guarantor = seen[gid][2]  # one guarantor per account number, as the first row names them
+    seen.setdefault(gid, (n, fingerprint, guarantor))
     first, last = row.get("patient_first_name", ""), row.get("patient_last_name", "")
     if bool(first) != bool(last):
         raise ImportRejected(n, "patient_last_name" if first else "patient_first_name",
@@ -197,10 +207,10 @@ def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, 
         if dob and not guarantor.date_of_birth:
             guarantor.date_of_birth = dob
         guarantor.sex = sex
-        return PersonUnit(ordinal, n, guarantor, None, "self")
+        return PersonUnit(ordinal, n, guarantor, None, "self", guarantor_alias=f"csv:{gid}" if member else "")
     pid = normalize_id(row.get("patient_id", ""))
     alias = f"csv:{gid}:{pid}" if pid else ""
     patient = Person(last=last or guarantor.last, first=first or guarantor.first,
                      external_key="" if member else alias, date_of_birth=dob, sex=sex)
     return PersonUnit(ordinal, n, guarantor, patient, relationship if relationship not in ("", "self") else "other",
-                      patient_alias=alias if member else "")
+                      patient_alias=alias if member else "", guarantor_alias=f"csv:{gid}" if member else "")

@@ -248,7 +248,8 @@ class Visit:
 class PersonUnit:
     """A guarantor (and optionally one patient linked to them) from a roster row or FHIR
     Patient / RelatedPerson / Account. ``patient_alias``: a key (``fhir:Patient/<id>``) under
-    which later files find this patient."""
+    which later files find this patient; ``guarantor_alias``: likewise for the guarantor (a
+    roster's ``csv:<account number>`` when the guarantor is keyed by member id)."""
 
     ordinal: int
     position: int
@@ -256,6 +257,7 @@ class PersonUnit:
     patient: Person | None
     relationship: str
     patient_alias: str = ""
+    guarantor_alias: str = ""
 
 
 @dataclass(slots=True)

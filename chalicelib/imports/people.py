@@ -169,6 +169,18 @@ class People:
             return None
         return ref.guarantor_id, ref.patient_id
 
+    def alias_guarantor(self, key: str, guarantor_id: str) -> None:
+        """Register ``key`` (a roster's ``csv:<account number>``) for an existing guarantor, so a
+        later file naming only that key finds them; first one wins."""
+        item = ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("GREF", digest(key)),
+                               guarantor_id=guarantor_id, ready=True)
+        try:
+            item.save(condition=ExternalRefItem.pk.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+        self._guarantors.setdefault(key, guarantor_id)
+
     def alias_patient(self, key: str, guarantor_id: str, patient_id: str) -> None:
         """Register ``key`` (e.g. ``fhir:Patient/<id>``) for an existing patient; first one wins."""
         item = ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("PALIAS", digest(key)),

@@ -1011,6 +1011,8 @@ def post_person(ctx: Context, unit: PersonUnit) -> Outcome:
     pid = ctx.people.patient(gid, g_key, patient, unit.relationship if unit.patient is not None else "self")
     if unit.patient_alias:
         ctx.people.alias_patient(unit.patient_alias, gid, pid)
+    if unit.guarantor_alias:
+        ctx.people.alias_guarantor(unit.guarantor_alias, gid)
     created = ctx.people.created_guarantors > before
     return record(ctx, unit.ordinal, Outcome("posted", reason=None if created else "guarantor existed",
                                              guarantor_id=gid))
