@@ -29,12 +29,12 @@ def clinic(name: str = "Test Clinic") -> str:
     return tenants.clinic_create(name=name, time_zone="America/New_York")
 
 
-def family(clinic_id: str | None = None, *, last_name: str = "Doe") -> Family:
+def family(clinic_id: str | None = None, *, last_name: str = "Doe", email: str = "jane@example.com") -> Family:
     cid = clinic_id or clinic()
     fac = tenants.facility_create(clinic_id=cid, name="Main", nickname="Main", tax_id="11-1111111")
     prv = tenants.provider_create(clinic_id=cid, last_name="Welby", npi="1234567893")
     gid = accounts.guarantor_create(clinic_id=cid, first_name="Jane", last_name=last_name,
-                                    email="jane@example.com", mobile="+15555550123")
+                                    email=email, mobile="+15555550123")
     pid = accounts.patient_link(clinic_id=cid, guarantor_id=gid, first_name="Jane", last_name=last_name)
     return Family(cid, gid, pid, fac, prv)
 

@@ -349,3 +349,8 @@ def test_dollars_typed_by_a_guarantor():
     from chalicelib.web.portal import parse_amount
 
     assert [parse_amount(t) for t in ("42", " $42.00 ", "$1,250.50", "0.5")] == [4_200, 4_200, 125_050, 50]
+
+
+def test_the_favicon_request_every_browser_makes_is_answered_not_refused(client):
+    response = client.http.get("/favicon.ico")
+    assert response.status_code == 204 and "max-age" in response.headers["cache-control"]

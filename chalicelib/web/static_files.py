@@ -1,4 +1,5 @@
-"""``/static/portal.css``: the one stylesheet, read once per process, cacheable for a day."""
+"""``/static/portal.css``: the one stylesheet, read once per process, cacheable for a day; and
+``/favicon.ico`` answered empty."""
 
 from __future__ import annotations
 
@@ -22,3 +23,10 @@ def portal_css() -> Response:
     return Response(body=_css(), status_code=200,
                     headers={"Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=86400",
                              "X-Content-Type-Options": "nosniff"})
+
+
+@static.route("/favicon.ico", methods=["GET"])
+def favicon() -> Response:
+    """No icon (the practice's logo is on the page): an empty answer browsers cache for a day,
+    instead of API Gateway's 403 for an unknown path on every page load."""
+    return Response(body="", status_code=204, headers={"Cache-Control": "public, max-age=86400"})
