@@ -353,4 +353,5 @@ def test_dollars_typed_by_a_guarantor():
 
 def test_the_favicon_request_every_browser_makes_is_answered_not_refused(client):
     response = client.http.get("/favicon.ico")
-    assert response.status_code == 204 and "max-age" in response.headers["cache-control"]
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    assert response.status_code == 204 and "max-age" in headers["cache-control"]
