@@ -355,3 +355,20 @@ def test_the_favicon_request_every_browser_makes_is_answered_not_refused(client)
     response = client.http.get("/favicon.ico")
     headers = {k.lower(): v for k, v in response.headers.items()}
     assert response.status_code == 204 and "max-age" in headers["cache-control"]
+
+
+def test_a_post_on_an_ended_session_does_not_clear_the_cookie_a_twin_request_just_set(client):
+    """A double-submitted form: one post rotated the session (new cookie), the other finds the
+    old one ended. Its 401 must not carry a Set-Cookie that signs the browser out of the new
+    session; a GET with an ended session still clears the cookie."""
+    f, gid = _portal_family()
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="code", origin="website")
+    links.session_end(cookie=cookie)
+    posted = client.http.post("/profile/name", headers={"cookie": f"fd_session={cookie}",
+                                                        "content-type": "application/x-www-form-urlencoded"},
+                              body="preferred_name=Jo&csrf=x")
+    assert posted.status_code == 401
+    assert "fd_session=" not in str({k.lower(): v for k, v in posted.headers.items()}.get("set-cookie", ""))
+    got = client.http.get("/home", headers={"cookie": f"fd_session={cookie}"})
+    assert got.status_code == 401 and "fd_session=" in str({k.lower(): v for k, v in got.headers.items()}["set-cookie"])

@@ -81,8 +81,10 @@ def _clinic_of(token: str | None) -> str | None:
         return None
 
 
-def neutral(clinic_id: str | None, *, status: int = 404, reason: str = "invalid") -> Response:
-    """The one page for every invalid link or session: the practice's phone, nothing else."""
+def neutral(clinic_id: str | None, *, status: int = 404, reason: str = "invalid", clear: bool = True) -> Response:
+    """The one page for every invalid link or session: the practice's phone, nothing else.
+    ``clear`` drops the session cookie (not for a POST with an ended session: a double-submitted
+    form whose twin just rotated the session would sign the browser out of the new one)."""
     phone, name = None, None
     if clinic_id:
         try:
@@ -91,7 +93,7 @@ def neutral(clinic_id: str | None, *, status: int = 404, reason: str = "invalid"
         except NotFound:
             pass
     return pages.render("invalid.html", language=_language(), status=status, phone=phone, practice=name,
-                        reason=reason, cookies=[pages.clear_cookie(pages.SESSION_COOKIE)])
+                        reason=reason, cookies=[pages.clear_cookie(pages.SESSION_COOKIE)] if clear else [])
 
 
 View = Callable[..., Response]
@@ -112,7 +114,7 @@ def session_page(page: str, *, full_portal: bool = False) -> Callable[[View], Vi
             try:
                 session = links.session_resolve(cookie=cookie, page=page)
             except LinkInvalid:
-                return neutral(_clinic_of(cookie), status=401, reason="expired")
+                return neutral(_clinic_of(cookie), status=401, reason="expired", clear=_request().method != "POST")
             if full_portal and session.method != "code":
                 return pages.redirect(f"/signin?next={page_path(page)}")
             if _request().method == "POST" and not pages.csrf_ok(cookie, pages.form(_request().raw_body).get("csrf")):
