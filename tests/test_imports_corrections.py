@@ -30,12 +30,13 @@ def x12(kind: str, body: list[str], ctl: int) -> bytes:
     return ("~".join(segments) + "~").encode()
 
 
-def claim_837(frequency: str, lines: list[tuple[str, str, str]], ctl: int, clm01: str = "ACCT1") -> bytes:
+def claim_837(frequency: str, lines: list[tuple[str, str, str]], ctl: int, clm01: str = "ACCT1",
+              last: str = "SMITH") -> bytes:
     """One subscriber (SMITH JANE, self) and one claim CLM01 with ``lines`` of
     (procedure, charge, REF*6R); CLM05-3 = ``frequency``; date of service 2026-01-10."""
     total = sum(int(charge) for _, charge, _ in lines)
     body = ["BHT*0019*00*1*20260301*1200*CH", "HL*1**20*1", "NM1*85*2*CLINIC*****XX*1912301953",
-            "HL*2*1*22*0", "SBR*P*18*******CI", "NM1*IL*1*SMITH*JANE****MI*M100",
+            "HL*2*1*22*0", "SBR*P*18*******CI", f"NM1*IL*1*{last}*JANE****MI*M100",
             "NM1*PR*2*PAYER*****PI*999", f"CLM*{clm01}*{total}***11:B:{frequency}*Y*A*Y*Y", "DTP*472*D8*20260110"]
     for n, (code, charge, control) in enumerate(lines, 1):
         body += [f"LX*{n}", f"SV1*HC:{code}*{charge}*UN*1***1", "DTP*472*D8*20260110", f"REF*6R*{control}"]
@@ -112,6 +113,15 @@ def test_a_replacement_moves_each_line_to_its_new_charge_and_drops_lines_no_long
         [ref] = list(ClaimRefItem.query(keys.claim_refs_pk(clinic_id)))
     assert int(ref.charge_cents) == 16000 and [int(s) for s in ref.charge_seqs] == [1, 2]
     assert [bool(dict(x).get("dropped")) for x in ref.lines] == [False, True, False]
+    verified(clinic_id)
+
+
+def test_a_replacement_that_corrects_the_patients_name_replaces_the_original(clinic_id):
+    run(clinic_id, claim_837("1", [("99213", "100", "A1"), ("90471", "30", "A2")], 1), "original.837")
+    gid = only_guarantor(clinic_id)
+    result = run(clinic_id, claim_837("7", [("99213", "90", "A1")], 2, last="SMYTHE"), "replace.837")
+    assert result.outcomes == {"replaced": 1}
+    assert totals(clinic_id, gid)["billed"] == 9000
     verified(clinic_id)
 
 

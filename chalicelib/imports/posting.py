@@ -431,6 +431,17 @@ def _original_visit(ctx: Context, visit: Visit) -> ClaimRefItem | str | None:
     if refs:
         what = "replacement" if visit.frequency == REPLACEMENT else "void"
         return f"{what} (CLM05-3 = {visit.frequency}): several claims with this CLM01 and patient; pick one by hand"
+    # A corrected claim often corrects the patient's name: the one 837 claim of this encounter
+    # (CLM01 and first date of service) under any name is the original.
+    renamed = [r for r in ClaimRefItem.query(keys.claim_refs_pk(ctx.clinic_id),
+                                             ClaimRefItem.sk.startswith(f"{claim_key(visit.claim_id)}#"),
+                                             limit=MAX_CANDIDATES, consistent_read=True)
+               if r.origin == "837" and r.encounter == encounter]
+    if len(renamed) == 1:
+        return renamed[0]
+    if renamed:
+        return (f"{'replacement' if visit.frequency == REPLACEMENT else 'void'} (CLM05-3 = {visit.frequency}) "
+                "names another patient than the claims of this encounter; pick one by hand")
     return None
 
 
