@@ -210,6 +210,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 0
 
 
+def _could_not(errors: dict[str, int]) -> str:
+    """`` (23 could not be billed: no_address 23)`` or nothing."""
+    if not errors:
+        return ""
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(errors.items()))
+    return f" ({sum(errors.values())} could not be billed: {reasons})"
+
+
 def _demo_print(result: Any) -> None:
     """The demo's human summary: files, billing, messages, the largest balances, pay links."""
     print("\nImported:")
@@ -222,7 +230,7 @@ def _demo_print(result: Any) -> None:
         print(line)
     summary = result.as_json()
     print(f"\nClinic {result.clinic.clinic_id}: {result.guarantors} guarantors; today's statement run billed "
-          f"{result.guarantors_billed} ({result.statement_errors} could not be billed); ledger "
+          f"{result.guarantors_billed}{_could_not(result.statement_errors)}; ledger "
           f"{'verified' if result.ledger_ok else 'MISMATCH'} ({result.balances_checked} balances)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.messages.items())) or "none"
     print(f"Messages: {counts} (queued ones wait for their time: reminders, quiet hours 08:00-21:00)")
@@ -235,9 +243,11 @@ def _demo_print(result: Any) -> None:
         for r in result.largest:
             print(f"{r['guarantor_id']:<22}{r['name'][:25]:<26}{format_cents(r['amount_due_cents']):>12}"
                   f"{format_cents(r['current_balance_cents']):>12}")
+    names = {r["guarantor_id"]: r["name"] for r in result.largest}
     print("\nPayment links (open one in a browser while the app is served):")
     for p in result.pay_links:
-        print(f"  {p['url']}")
+        print(f"  {p['url']}  ({names.get(p['guarantor_id'], p['guarantor_id'])}, "
+              f"amount due {format_cents(p['amount_due_cents'])})")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -388,7 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-serve", action="store_true", help="generate, print and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--port", type=int, default=8000, help="port for chalice local (default 8000)")
-    p.add_argument("--guarantors", type=int, default=200, help="families to generate (default 200)")
+    p.add_argument("--guarantors", type=int, default=200,
+                   help="families the generated claims draw from (default 200; those with a claim become guarantors)")
     p.add_argument("--data", metavar="DIR", help="import this folder's files instead of generated ones")
     p.add_argument("--out", metavar="DIR", help="where generated files, PDFs and the outbox go (default var/demo)")
     p.set_defaults(func=cmd_demo)
@@ -425,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -45,7 +45,7 @@ class DemoResult:
     files: list[dict[str, Any]]
     guarantors: int
     guarantors_billed: int
-    statement_errors: int
+    statement_errors: dict[str, int]
     messages: dict[str, int]
     pay_links: list[dict[str, Any]]
     ledger_ok: bool
@@ -64,7 +64,8 @@ class DemoResult:
                                          "patient_responsibility_cents") if k in f}
                       | ({"error": f["error"]} if "error" in f else {}) for f in self.files],
             "guarantors": self.guarantors, "guarantors_billed": self.guarantors_billed,
-            "statement_errors": self.statement_errors,
+            "statement_errors": sum(self.statement_errors.values()),
+            "statement_errors_by_reason": self.statement_errors,
             "messages_sent": self.messages.get("sent", 0), "messages": self.messages,
             "pay_links": [p["url"] for p in self.pay_links], "pay_link_guarantors": self.pay_links,
             "ledger_ok": self.ledger_ok, "balances_checked": self.balances_checked, "outbox": self.outbox,
@@ -181,8 +182,9 @@ def run(*, work_dir: Path, data: Path | None = None, families: int = 200, seed: 
                 "current_balance_cents": current} for due, current, g in figures[:8]]
     return DemoResult(
         clinic=clinic, files=files, guarantors=len(guarantors), guarantors_billed=int(view.guarantors_billed),
-        statement_errors=len(view.errors), messages=dict(messages), pay_links=pay_links, ledger_ok=report.ok,
-        balances_checked=report.balances_checked, outbox=str(notify_local.outbox_path()), largest=largest)
+        statement_errors=dict(Counter(reason for _, reason in view.errors)), messages=dict(messages),
+        pay_links=pay_links, ledger_ok=report.ok, balances_checked=report.balances_checked,
+        outbox=str(notify_local.outbox_path()), largest=largest)
 
 
 def environment_defaults(work_dir: Path, port: int) -> None:
