@@ -51,6 +51,23 @@ def test_balance_notification_is_queued_once_and_sent_once_per_channel(outbox):
 
 
 
+
+def test_a_statements_messages_are_read_once_and_written_in_one_transaction(outbox, request_log):
+    """A statement run queues this per statement: profile and statement read once, the balance
+    notification and the reminders written together; again, nothing is written twice."""
+    ns.Clock(ns.utc(2026, 11, 30, 16, 0))
+    cid = ns.clinic()
+    p = ns.payer(cid)
+    sid = ns.statement_id(p)
+    request_log.reset()
+    first = services.statement_notifications_queue(clinic_id=cid, guarantor_id=p.guarantor_id, statement_id=sid)
+    assert len(first) > 2 and all(q.created for q in first)
+    ops = request_log.operations
+    assert ops["TransactWriteItems"] == 1 and ops.get("PutItem", 0) == 0 and ops["GetItem"] <= 5, ops
+    again = services.statement_notifications_queue(clinic_id=cid, guarantor_id=p.guarantor_id, statement_id=sid)
+    assert [q.ref for q in again] == [q.ref for q in first] and not any(q.created for q in again)
+    assert len(selectors.outbox_list(clinic_id=cid, guarantor_id=p.guarantor_id)) == len(first)
+
 def _send_all(cid: str, gid: str) -> dict[str, services.SendOutcome]:
     out = {}
     for row in selectors.outbox_list(clinic_id=cid, guarantor_id=gid):

@@ -71,7 +71,7 @@ from chalicelib.notify.outbox import note as outbox_note
 from chalicelib.notify.settings import NotifySettings, ReminderRule, rules_for_level, rules_parse, rules_to_json
 from chalicelib.notify.settings import settings_parse as notify_settings_parse
 from chalicelib.store import keys
-from chalicelib.store.db import TxFailed, clinic_scope, clinic_scoped
+from chalicelib.store.db import Tx, TxFailed, clinic_scope, clinic_scoped
 from chalicelib.store.models import BalanceItem, GuarantorItem, Item, StatementItem
 from chalicelib.store.models_notify import (
     ContactPointItem,
@@ -222,6 +222,19 @@ def message_queue(*, clinic_id: str, guarantor_id: str, kind: str, channel: str,
     point in the same request as the message (the send still uses the profile's address then).
     Raises InvalidInput for an unknown kind or channel.
     """
+    ref, item = _message_item(clinic_id=clinic_id, guarantor_id=guarantor_id, kind=kind, channel=channel,
+                              logical_key=logical_key, language=language, due_at=due_at, template=template,
+                              statement_id=statement_id, rule_id=rule_id, dunning_level=dunning_level,
+                              fields=fields, contact=contact)
+    return Queued(ref, put_new(item), _body(ref, channel, item.destination_hash))
+
+
+def _message_item(*, clinic_id: str, guarantor_id: str, kind: str, channel: str, logical_key: str,
+                  language: str = "en", due_at: datetime | None = None, template: str | None = None,
+                  statement_id: str | None = None, rule_id: str | None = None,
+                  dunning_level: int | None = None, fields: Mapping[str, Any] | None = None,
+                  contact: str | None = None) -> tuple[MessageRef, MessageItem]:
+    """The item :func:`message_queue` writes (same arguments), not written."""
     if kind not in POLICIES or kind in ("code", "reply", "contact_changed"):
         raise InvalidInput(f"kind must be one of {sorted(set(POLICIES) - {'code', 'reply', 'contact_changed'})}")
     tpl = template or kind
@@ -236,7 +249,23 @@ def message_queue(*, clinic_id: str, guarantor_id: str, kind: str, channel: str,
                     guarantor_id=guarantor_id, statement_id=statement_id, rule_id=rule_id,
                     dunning_level=dunning_level, fields=dict(fields or {}),
                     destination_hash=contacts.destination_hash(normalized) if normalized else None)
-    return Queued(ref, put_new(item), _body(ref, channel, item.destination_hash))
+    return ref, item
+
+
+def _put_all(items: list[tuple[MessageRef, MessageItem]]) -> list[Queued]:
+    """Write new messages: one transaction when none exists yet (a new statement's set), else
+    each on its own (``put_new``: those already there are left as they are)."""
+    if 1 < len(items) <= 100:
+        tx = Tx()
+        for _, item in items:
+            tx.put(item, condition=MessageItem.pk.does_not_exist())
+        try:
+            tx.commit()
+            return [Queued(ref, True, _body(ref, item.channel, item.destination_hash)) for ref, item in items]
+        except TxFailed as exc:
+            if exc.retryable:
+                raise
+    return [Queued(ref, put_new(item), _body(ref, item.channel, item.destination_hash)) for ref, item in items]
 
 
 def _send_now(queued: list[Queued]) -> None:
@@ -264,17 +293,20 @@ def balance_notification_queue(*, clinic_id: str, guarantor_id: str, statement_i
     balance are checked at send time. Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
-    queued = [
-        message_queue(clinic_id=clinic_id, guarantor_id=guarantor_id, kind="balance", channel=channel,
+    queued = _put_all(_balance_items(clinic_id, guarantor_id, statement_id, profile, statement))
+    _send_now(queued)
+    return queued
+
+
+def _balance_items(clinic_id: str, guarantor_id: str, statement_id: str, profile: GuarantorItem,
+                   statement: StatementItem) -> list[tuple[MessageRef, MessageItem]]:
+    return [
+        _message_item(clinic_id=clinic_id, guarantor_id=guarantor_id, kind="balance", channel=channel,
                       logical_key=f"statement:{statement_id}", language=profile.language,
                       statement_id=statement_id, fields={"due_date": statement.due_date},
                       contact=_contact(profile, channel))
         for channel in _channels_on_file(profile)
     ]
-    _send_now(queued)
-    return queued
-
-
 
 
 @clinic_scoped
@@ -287,12 +319,17 @@ def reminders_plan(*, clinic_id: str, guarantor_id: str, statement_id: str,
     The hourly scheduler sends them. Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
+    return _put_all(_reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule_id))
+
+
+def _reminder_items(clinic_id: str, guarantor_id: str, statement_id: str, profile: GuarantorItem,
+                    statement: StatementItem, schedule_id: str) -> list[tuple[MessageRef, MessageItem]]:
     ctx = context.clinic_context(clinic_id)
     zone = rules.zone_or_none(profile.time_zone) or rules.zone_or_none(ctx.time_zone) or ZoneInfo("UTC")
     due = date.fromisoformat(statement.due_date)
     now = clock.now()
     on_file = set(_channels_on_file(profile))
-    out: list[Queued] = []
+    out: list[tuple[MessageRef, MessageItem]] = []
     schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
     for rule in rules_for_level(schedule, int(profile.dunning_count)):
         if rule.channel not in on_file:
@@ -300,7 +337,7 @@ def reminders_plan(*, clinic_id: str, guarantor_id: str, statement_id: str,
         at = rules.local_time_to_utc(due + timedelta(days=rule.offset_days()), rule.time_of_day, zone)
         if at < now - timedelta(hours=12):
             continue
-        out.append(message_queue(
+        out.append(_message_item(
             clinic_id=clinic_id, guarantor_id=guarantor_id, kind="reminder", channel=rule.channel,
             logical_key=f"statement:{statement_id}:rule:{rule.rule_id}", language=profile.language,
             due_at=at, statement_id=statement_id, rule_id=rule.rule_id, dunning_level=rule.dunning_level,
@@ -311,10 +348,17 @@ def reminders_plan(*, clinic_id: str, guarantor_id: str, statement_id: str,
 @clinic_scoped
 def statement_notifications_queue(*, clinic_id: str, guarantor_id: str, statement_id: str,
                                   schedule_id: str = "default") -> list[Queued]:
-    """What a new statement sets off: its balance notification and its reminders."""
-    return (balance_notification_queue(clinic_id=clinic_id, guarantor_id=guarantor_id, statement_id=statement_id)
-            + reminders_plan(clinic_id=clinic_id, guarantor_id=guarantor_id, statement_id=statement_id,
-                             schedule_id=schedule_id))
+    """What a new statement sets off: its balance notification and its reminders. The profile
+    and the statement are read once, and a new statement's messages are written in one
+    transaction (the statement run calls this per statement). Raises UnknownGuarantor,
+    NotFound (statement)."""
+    profile = _profile(clinic_id, guarantor_id)
+    statement = _statement(clinic_id, guarantor_id, statement_id)
+    balance = _balance_items(clinic_id, guarantor_id, statement_id, profile, statement)
+    queued = _put_all(balance + _reminder_items(clinic_id, guarantor_id, statement_id, profile, statement,
+                                                schedule_id))
+    _send_now(queued[:len(balance)])
+    return queued
 
 
 @clinic_scoped
