@@ -104,3 +104,10 @@ def test_qr_svg_and_png_decode_to_the_url():
             for dy in range(4):
                 image.putpixel((int(x) + dx, int(y) + dy), 0)
     assert _decode(image) == [url]
+
+
+def test_a_missing_local_pdf_says_which_folder_was_searched(tmp_path):
+    from chalicelib.core.errors import NotFound
+
+    with pytest.raises(NotFound, match=r"not found in .*pdfs \(FRONTDESK_STATEMENTS_DIR\)"):
+        storage.LocalStorage(str(tmp_path / "pdfs")).get("c_1/run/st_1.pdf")

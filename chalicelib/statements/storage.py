@@ -55,13 +55,17 @@ class LocalStorage:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise NotFound("statement PDF not found") from None
+            raise NotFound(self._missing()) from None
 
     def url(self, key: str, *, expires_seconds: int) -> str:
         path = self._path(key)
         if not path.exists():
-            raise NotFound("statement PDF not found")
+            raise NotFound(self._missing())
         return path.as_uri()
+
+    def _missing(self) -> str:
+        """Where it was looked for (a local folder; keys are ids only), for the command line."""
+        return f"statement PDF not found in {self.root} (FRONTDESK_STATEMENTS_DIR)"
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
