@@ -22,6 +22,7 @@ totals (claims, ΣCLP04, ΣPR, ΣPLB) for tests to compare with an import.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import random
@@ -400,8 +401,6 @@ def write_roster(out: TextIO, *, claims: int, seed: int = 7, families: int | Non
     guarantors are the 837/835 subscribers. Contacts are invented (``@example.com``, 555
     numbers); about 20 % prefer Spanish, all consent to email, about 60 % to texts. Returns the
     number of guarantors written."""
-    import csv
-
     families = families or max(1, claims * 2 // 3)
     billed = sorted({claim_of(seed, i, families=families, start=start).family for i in range(claims)})
     writer = csv.writer(out, lineterminator="\n")

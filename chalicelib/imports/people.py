@@ -29,7 +29,7 @@ from chalicelib.accounts import services as accounts
 from chalicelib.core.errors import AlreadyExists, InvalidInput
 from chalicelib.core.ids import new_id
 from chalicelib.imports.model import Person, Provider
-from chalicelib.store import keys
+from chalicelib.store import db, keys
 from chalicelib.store.models_imports import ExternalRefItem
 from chalicelib.tenants import services as tenants
 
@@ -172,24 +172,14 @@ class People:
     def alias_guarantor(self, key: str, guarantor_id: str) -> None:
         """Register ``key`` (a roster's ``csv:<account number>``) for an existing guarantor, so a
         later file naming only that key finds them; first one wins."""
-        item = ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("GREF", digest(key)),
-                               guarantor_id=guarantor_id, ready=True)
-        try:
-            item.save(condition=ExternalRefItem.pk.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        db.put_new(ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("GREF", digest(key)),
+                                   guarantor_id=guarantor_id, ready=True))
         self._guarantors.setdefault(key, guarantor_id)
 
     def alias_patient(self, key: str, guarantor_id: str, patient_id: str) -> None:
         """Register ``key`` (e.g. ``fhir:Patient/<id>``) for an existing patient; first one wins."""
-        item = ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("PALIAS", digest(key)),
-                               guarantor_id=guarantor_id, patient_id=patient_id, ready=True)
-        try:
-            item.save(condition=ExternalRefItem.pk.does_not_exist())
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        db.put_new(ExternalRefItem(keys.clinic_pk(self.clinic_id), keys.unique_sk("PALIAS", digest(key)),
+                                   guarantor_id=guarantor_id, patient_id=patient_id, ready=True))
 
     def provider(self, provider: Provider | None, roles: tuple[str, ...]) -> str | None:
         """``npi-<NPI>`` for a provider with a valid NPI (created once), else None."""

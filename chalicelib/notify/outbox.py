@@ -144,7 +144,11 @@ def new_item(ref: MessageRef, *, kind: str, channel: str, template: str, languag
 
 
 def put_new(item: MessageItem) -> bool:
-    """Write a new message once (``attribute_not_exists``); False when it already existed."""
+    """Write a new message once (``attribute_not_exists``); False when it already existed.
+
+    Not ``store.db.put_new``: a message built twice at one instant is identical to a retried
+    write of itself, and a second queueing must read as "existed" (a write whose answer was
+    lost reads so too: the sweeper, not this call, then sends it)."""
     try:
         item.save(condition=MessageItem.pk.does_not_exist())
         return True

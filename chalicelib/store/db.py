@@ -173,7 +173,8 @@ def put_new(item: Item) -> bool:
     A conditional PutItem whose answer is lost (read timeout) is retried by the SDK and then
     fails its condition against its own write. So on ConditionalCheckFailed the stored item is
     read (consistently) and compared with ours: identical attributes mean it was our write
-    (True); anything else means the key was taken (False). Other errors propagate.
+    (True); anything else means the key was taken (False). So an identical item written before
+    also reads as True: use it where a repeated create is the same create. Other errors propagate.
     """
     try:
         item.save(condition=type(item).pk.does_not_exist())
