@@ -13,7 +13,8 @@ In one run, against DynamoDB Local started here and moto's SES and SNS in proces
   window.
 
 The work queue is the embedded default's in-process queue (moto's SQS slows with depth and
-would measure moto, SERVERLESS-PERF-REL.md §5.2); ids are batched ten to an item as SQS would.
+would measure moto, SERVERLESS-PERF-REL.md §5.2); workers take ten items at a time, as one SQS
+delivery to the Lambda.
 Prints the ratio (target ≥ 0.5), requests per message, and the limiter's window; exits 0.
 Usage: ``PYTHONPATH=. .venv/bin/python bench/notify.py [--guarantors N] [--workers W]``.
 """
@@ -21,6 +22,7 @@ Usage: ``PYTHONPATH=. .venv/bin/python bench/notify.py [--guarantors N] [--worke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -84,42 +86,48 @@ def _drain(workers: int) -> int:
     sent = Counter[str]()
 
     def work(_: int) -> None:
-        while True:
-            try:
-                body = queue.LOCAL.popleft()
-            except IndexError:
+        while True:  # one SQS delivery: up to ten work items
+            bodies = []
+            with contextlib.suppress(IndexError):
+                for _ in range(queue.BATCH):
+                    bodies.append(queue.LOCAL.popleft())
+            if not bodies:
                 return
-            outcome = services.work_item_handle(body=body)
-            sent[getattr(outcome, "status", "?")] += 1
+            for outcome in services.work_items_handle(bodies=bodies):
+                sent[getattr(outcome, "status", "?")] += 1
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(work, range(workers)))
     return sent["sent"]
 
 
-def _raw_same_shape(ddb: Any, ses: Any, sns: Any, i: int, rep: int, rendered: Any, sms_text: str,
+def _raw_same_shape(ddb: Any, ses: Any, sns: Any, batch: int, rep: int, rendered: Any, sms_text: str,
                     shape: dict[str, int]) -> None:
-    """One message's storage calls (same kinds and counts as measured) and its provider call,
-    made raw with boto3: what Frontdesk adds on top is the difference."""
+    """One SQS delivery of ten messages: its storage calls (the same kinds and counts per ten
+    messages as measured, each over the ten messages' items) and ten provider calls, made raw
+    with boto3: what Frontdesk adds on top is the difference."""
     table = "bench-notify"
-    pk = {"S": f"C#raw#G#{rep}-{i}"}
+    pks = [{"S": f"C#raw#G#{rep}-{batch}-{k}"} for k in range(queue.BATCH)]
     for _ in range(shape.get("BatchGetItem", 0)):
         ddb.batch_get_item(RequestItems={table: {"ConsistentRead": True, "Keys": [
-            {"pk": pk, "sk": {"S": s}} for s in ("M#1", "PROFILE", "BAL", "CP")]}})
+            {"pk": pk, "sk": {"S": s}} for pk in pks for s in ("M#1", "PROFILE", "BAL", "CP")]}})
     for _ in range(shape.get("GetItem", 0)):
-        ddb.get_item(TableName=table, Key={"pk": pk, "sk": {"S": "GRP"}})
+        ddb.get_item(TableName=table, Key={"pk": pks[0], "sk": {"S": "GRP"}})
     for n in range(shape.get("UpdateItem", 0)):
-        ddb.update_item(TableName=table, Key={"pk": pk, "sk": {"S": f"U{n}"}}, UpdateExpression="SET n = :n",
-                        ExpressionAttributeValues={":n": {"N": str(n)}})
+        ddb.update_item(TableName=table, Key={"pk": pks[n % len(pks)], "sk": {"S": f"U{n}"}},
+                        UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": str(n)}})
     for n in range(shape.get("TransactWriteItems", 0)):
         ddb.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {
-            "pk": pk, "sk": {"S": f"T{n}-{k}"}}, "ConditionExpression": "attribute_not_exists(pk)"}} for k in range(2)])
-    if i % 2:
-        sns.publish(PhoneNumber=f"+1777{rep:02d}{i:05d}", Message=sms_text)
-    else:
-        ses.send_email(Source=SENDER, Destination={"ToAddresses": [f"same{rep}x{i}@example.com"]},
-                       Message={"Subject": {"Data": rendered.subject or ""},
-                                "Body": {"Text": {"Data": rendered.text}, "Html": {"Data": rendered.html or ""}}})
+            "pk": pk, "sk": {"S": f"T{n}-{k}"}}, "ConditionExpression": "attribute_not_exists(pk)"}}
+            for pk in pks for k in range(2)])
+    for k in range(queue.BATCH):
+        i = batch * queue.BATCH + k
+        if i % 2:
+            sns.publish(PhoneNumber=f"+1777{rep:02d}{i:05d}", Message=sms_text)
+        else:
+            ses.send_email(Source=SENDER, Destination={"ToAddresses": [f"same{rep}x{i}@example.com"]},
+                           Message={"Subject": {"Data": rendered.subject or ""},
+                                    "Body": {"Text": {"Data": rendered.text}, "Html": {"Data": rendered.html or ""}}})
 
 
 def main() -> int:
@@ -181,13 +189,14 @@ def main() -> int:
                                                  "Html": {"Data": rendered.html or ""}}})
                 sns.publish(PhoneNumber=f"+1666{rep:02d}{i:05d}", Message=sms_text)
             raw.append(2 * args.guarantors / (time.perf_counter() - start))
-            shape = {op: round(c) for op, c in ((k, v) for k, v in per_message.items()) if c >= 0.5}
+            shape = {op: round(c * queue.BATCH) for op, c in per_message.items() if c * queue.BATCH >= 0.5}
+            batches = 2 * args.guarantors // queue.BATCH
             start = time.perf_counter()
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                list(pool.map(lambda i, rep=rep, shape=shape: _raw_same_shape(ddb, ses, sns, i, rep, rendered,
+                list(pool.map(lambda b, rep=rep, shape=shape: _raw_same_shape(ddb, ses, sns, b, rep, rendered,
                                                                                sms_text, shape),
-                              range(2 * args.guarantors)))
-            same.append(2 * args.guarantors / (time.perf_counter() - start))
+                              range(batches)))
+            same.append(batches * queue.BATCH / (time.perf_counter() - start))
         # The limiter: N per second, the most in any one-second window.
         os.environ["FRONTDESK_SES_RATE"] = "20"
         notify_config.reset()

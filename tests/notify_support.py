@@ -277,7 +277,8 @@ def taps() -> tuple[ProviderTap, ProviderTap]:
 
 
 def sqs_drain(url: str, *, handle: Any = None) -> int:
-    """Receive the work queue ten at a time, run each item, delete it (what the Lambda event
+    """Receive the work queue ten at a time, run the batch (``handle(bodies)``; default the
+    worker's service, raising the first failed item's error), delete it (what the Lambda event
     source does for records the handler does not report as failed)."""
     import json
 
@@ -286,13 +287,19 @@ def sqs_drain(url: str, *, handle: Any = None) -> int:
     from chalicelib.notify import services
 
     sqs = boto3.client("sqs", region_name=REGION)
-    run = handle or (lambda body: services.work_item_handle(body=body))
+
+    def run_all(bodies: list[dict[str, Any]]) -> None:
+        for result in services.work_items_handle(bodies=bodies):
+            if isinstance(result, Exception):
+                raise result
+
+    run = handle or run_all
     handled = 0
     while True:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         if not got:
             return handled
+        run([json.loads(m["Body"]) for m in got])
         for m in got:
-            run(json.loads(m["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
             handled += 1

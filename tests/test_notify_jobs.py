@@ -30,9 +30,10 @@ def client():
 
 def _mine(cid: str):
     """Run only this test's clinic's work items (the shared test table holds other clinics)."""
-    def handle(body):
-        if body.get("clinic_id") == cid:
-            services.work_item_handle(body=body)
+    def handle(bodies):
+        for result in services.work_items_handle(bodies=[b for b in bodies if b.get("clinic_id") == cid]):
+            if isinstance(result, Exception):
+                raise result
     return handle
 
 

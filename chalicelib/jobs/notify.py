@@ -36,16 +36,24 @@ def notify_due_hourly(event: CloudWatchEvent) -> dict[str, int]:
 
 @notify_events.on_sqs_message(queue=QUEUE, batch_size=10, name="notify_worker")
 def notify_worker(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
-    """Sends and sweeps, ten to a batch. A record that raises is reported in
-    ``batchItemFailures`` (only it is redelivered); the claim makes a redelivery a no-op."""
+    """Sends and sweeps, ten to a batch (one clinic's sends share their storage calls). A
+    record whose item failed is reported in ``batchItemFailures`` (only it is redelivered);
+    the claim makes a redelivery a no-op."""
+    ids: list[str] = []
+    bodies: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for record in event:
-        raw: dict[str, Any] = record.to_dict()
+        message_id = str(record.to_dict().get("messageId", ""))
         try:
-            notify_services.work_item_handle(body=json.loads(record.body))
-        except Exception as exc:
-            log.warning("notify work item failed: %s", type(exc).__name__)
-            failures.append({"itemIdentifier": str(raw.get("messageId", ""))})
+            bodies.append(json.loads(record.body))
+            ids.append(message_id)
+        except ValueError:
+            log.warning("notify work item is not JSON")
+            failures.append({"itemIdentifier": message_id})
+    for message_id, result in zip(ids, notify_services.work_items_handle(bodies=bodies), strict=True):
+        if isinstance(result, Exception):
+            log.warning("notify work item failed: %s", type(result).__name__)
+            failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
 
 

@@ -1,7 +1,7 @@
 """The embedded default's scheduler: what EventBridge and SQS do in the cloud, on a timer.
 
 :func:`tick` does the hourly schedule's work for a time (one sweep item per clinic) and then
-drains the in-process queue through the same :func:`services.work_item_handle` the SQS worker
+drains the in-process queue through the same :func:`services.work_items_handle` the SQS worker
 calls. The demo's local schedule (chalicelib/demo/scheduler.py) calls it every 30 s.
 """
 
@@ -27,13 +27,17 @@ class TickResult:
 
 
 def drain(limit: int = 100_000) -> TickResult:
-    """Handle every item on the local queue (new items added while draining included)."""
+    """Handle every item on the local queue ten at a time, as SQS delivers them (new items
+    added while draining included). An item that failed is logged and dropped: the due sweep
+    finds its message again."""
     handled = sent = 0
     while queue.LOCAL and handled < limit:
-        body = queue.LOCAL.popleft()
-        outcome = services.work_item_handle(body=body)
-        handled += 1
-        sent += isinstance(outcome, services.SendOutcome) and outcome.status == "sent"
+        bodies = [queue.LOCAL.popleft() for _ in range(min(queue.BATCH, len(queue.LOCAL)))]
+        for result in services.work_items_handle(bodies=bodies):
+            if isinstance(result, Exception):
+                log.warning("notify work item failed: %s", type(result).__name__)
+            sent += isinstance(result, services.SendOutcome) and result.status == "sent"
+        handled += len(bodies)
     return TickResult(handled, sent)
 
 

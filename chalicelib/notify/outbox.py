@@ -162,19 +162,13 @@ class TransitionLost(Exception):
     """The message was not in the expected status (someone else moved it)."""
 
 
-def transition(ref: MessageRef, *, to: str, expect: tuple[str, ...], reason: str | None = None,
-               actions: list[Action] | None = None, condition: Condition | None = None,
-               due_at: datetime | None = None, index_at: datetime | None = None,
-               review: bool = False, also_put: list[Item] | None = None,
-               also_update: list[tuple[Item, list[Action], Condition]] | None = None) -> MessageItem:
-    """Move a message from one of ``expect`` to ``to`` in one conditional update, appending the
-    history step. ``due_at`` (back to ``queued``) sets the due time and re-enters the due index
-    there; ``index_at`` puts it in the due index at that time without changing ``due_at`` (a
-    send lease); ``review`` puts it in the clinic's review list (``unknown``); otherwise the
-    message leaves the index. ``also_put`` (new items, ``attribute_not_exists``) and
-    ``also_update`` (item, actions, condition) join the move in one TransactWriteItems.
-    Returns the updated item (only its key when in a transaction). Raises TransitionLost when
-    the message was not in ``expect``; TxFailed when only another item's condition failed."""
+def transition_update(ref: MessageRef, *, to: str, expect: tuple[str, ...], reason: str | None = None,
+                      actions: list[Action] | None = None, condition: Condition | None = None,
+                      due_at: datetime | None = None, index_at: datetime | None = None,
+                      review: bool = False) -> tuple[MessageItem, list[Action], Condition]:
+    """The conditional update that moves a message from one of ``expect`` to ``to``: (item
+    key, actions, condition), for :func:`transition` or a caller's own transaction. Arguments
+    as :func:`transition`. Raises ValueError for a move the status machine does not allow."""
     for status in expect:
         if to not in TRANSITIONS[status] and to != status:
             raise ValueError(f"{status} -> {to} is not a transition")
@@ -202,7 +196,24 @@ def transition(ref: MessageRef, *, to: str, expect: tuple[str, ...], reason: str
     cond = MessageItem.status.is_in(*expect)
     if condition is not None:
         cond = cond & condition
-    item = MessageItem(ref.pk, ref.sk)
+    return MessageItem(ref.pk, ref.sk), acts, cond
+
+
+def transition(ref: MessageRef, *, to: str, expect: tuple[str, ...], reason: str | None = None,
+               actions: list[Action] | None = None, condition: Condition | None = None,
+               due_at: datetime | None = None, index_at: datetime | None = None,
+               review: bool = False, also_put: list[Item] | None = None,
+               also_update: list[tuple[Item, list[Action], Condition]] | None = None) -> MessageItem:
+    """Move a message from one of ``expect`` to ``to`` in one conditional update, appending the
+    history step. ``due_at`` (back to ``queued``) sets the due time and re-enters the due index
+    there; ``index_at`` puts it in the due index at that time without changing ``due_at`` (a
+    send lease); ``review`` puts it in the clinic's review list (``unknown``); otherwise the
+    message leaves the index. ``also_put`` (new items, ``attribute_not_exists``) and
+    ``also_update`` (item, actions, condition) join the move in one TransactWriteItems.
+    Returns the updated item (only its key when in a transaction). Raises TransitionLost when
+    the message was not in ``expect``; TxFailed when only another item's condition failed."""
+    item, acts, cond = transition_update(ref, to=to, expect=expect, reason=reason, actions=actions,
+                                         condition=condition, due_at=due_at, index_at=index_at, review=review)
     if also_put or also_update:
         tx = Tx()
         tx.update(item, acts, condition=cond, versioned=False)
@@ -213,7 +224,7 @@ def transition(ref: MessageRef, *, to: str, expect: tuple[str, ...], reason: str
         try:
             tx.commit()
         except TxFailed as exc:
-            if ref.sk in exc.reasons:
+            if (ref.pk, ref.sk) in exc.failed:
                 raise TransitionLost(f"message not in {expect}") from exc
             raise
         return item

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -47,7 +47,7 @@ from pynamodb.expressions.update import Action
 from chalicelib.accounts import selectors as account_selectors
 from chalicelib.core import clock
 from chalicelib.core import config as core_config
-from chalicelib.core.errors import InvalidInput, NotFound, UnknownGuarantor
+from chalicelib.core.errors import InvalidInput, NotFound, TryAgainLater, UnknownGuarantor
 from chalicelib.core.ids import new_id, require_id
 from chalicelib.core.money import format_cents, require_cents
 from chalicelib.ledger import verify
@@ -66,6 +66,7 @@ from chalicelib.notify.outbox import (
     new_item,
     put_new,
     transition,
+    transition_update,
 )
 from chalicelib.notify.outbox import note as outbox_note
 from chalicelib.notify.settings import NotifySettings, ReminderRule, rules_for_level, rules_parse, rules_to_json
@@ -319,19 +320,23 @@ def reminders_plan(*, clinic_id: str, guarantor_id: str, statement_id: str,
     The hourly scheduler sends them. Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
-    return _put_all(_reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule_id))
+    schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
+    return _put_all(_reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule,
+                                    int(profile.dunning_count or 0)))
 
 
 def _reminder_items(clinic_id: str, guarantor_id: str, statement_id: str, profile: GuarantorItem,
-                    statement: StatementItem, schedule_id: str) -> list[tuple[MessageRef, MessageItem]]:
+                    statement: StatementItem, schedule: tuple[ReminderRule, ...],
+                    dunning_count: int) -> list[tuple[MessageRef, MessageItem]]:
+    """The reminders of ``schedule`` for a guarantor at ``dunning_count`` (the count with this
+    statement), from the profile's contacts, language and time zone (else the clinic's)."""
     ctx = context.clinic_context(clinic_id)
     zone = rules.zone_or_none(profile.time_zone) or rules.zone_or_none(ctx.time_zone) or ZoneInfo("UTC")
     due = date.fromisoformat(statement.due_date)
     now = clock.now()
     on_file = set(_channels_on_file(profile))
     out: list[tuple[MessageRef, MessageItem]] = []
-    schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
-    for rule in rules_for_level(schedule, int(profile.dunning_count)):
+    for rule in rules_for_level(schedule, dunning_count):
         if rule.channel not in on_file:
             continue
         at = rules.local_time_to_utc(due + timedelta(days=rule.offset_days()), rule.time_of_day, zone)
@@ -350,15 +355,86 @@ def statement_notifications_queue(*, clinic_id: str, guarantor_id: str, statemen
                                   schedule_id: str = "default") -> list[Queued]:
     """What a new statement sets off: its balance notification and its reminders. The profile
     and the statement are read once, and a new statement's messages are written in one
-    transaction (the statement run calls this per statement). Raises UnknownGuarantor,
-    NotFound (statement)."""
+    transaction; messages already there are left as they are (so calling it again queues
+    nothing twice). The statement run writes them in the statement's own transaction instead
+    (:class:`StatementNotices`) and calls this only for a statement it finds already issued.
+    Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
     balance = _balance_items(clinic_id, guarantor_id, statement_id, profile, statement)
-    queued = _put_all(balance + _reminder_items(clinic_id, guarantor_id, statement_id, profile, statement,
-                                                schedule_id))
+    schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
+    queued = _put_all(balance + _reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule,
+                                                int(profile.dunning_count or 0)))
     _send_now(queued[:len(balance)])
     return queued
+
+
+@dataclass(frozen=True)
+class PreparedNotices:
+    """A new statement's messages, built and not written: ``items`` (message ref and item) with
+    the balance notification (one per channel on file) first, ``balance_count`` of them, then
+    the reminders."""
+
+    items: tuple[tuple[MessageRef, MessageItem], ...]
+    balance_count: int
+
+
+class StatementNotices:
+    """Builds the balance notification and reminders of many new statements of one clinic (a
+    page of a statement run) without a request per statement, for the caller to write in the
+    statement's own snapshot transaction: the messages then exist if and only if the statement
+    does, so each is queued exactly once (PRODUCT.md §1.3, §8; their ids are keyed by the
+    statement, so a later :func:`statement_notifications_queue` for it adds nothing).
+
+    The messages are :func:`statement_notifications_queue`'s, built from the caller's items
+    instead of a re-read: the guarantor's profile as read for the statement, with the dunning
+    count the snapshot writes, and the new statement (its id and due date). Each reminder
+    schedule is read once for the builder's life (configuration, read at its start like
+    :class:`~chalicelib.links.services.LinkIssuer`'s groups); the clinic's context is cached
+    per process (``notify.context``). Make one per invocation. Thread-safe.
+    """
+
+    def __init__(self, clinic_id: str) -> None:
+        self.clinic_id = require_id(clinic_id, field="clinic_id")
+        self._schedules: dict[str, tuple[ReminderRule, ...]] = {}
+        self._lock = threading.Lock()
+
+    def _schedule(self, schedule_id: str) -> tuple[ReminderRule, ...]:
+        with self._lock:  # held through a miss's read, so concurrent callers read a schedule once
+            known = self._schedules.get(schedule_id)
+            if known is None:
+                known = selectors.reminder_schedule_get(clinic_id=self.clinic_id, schedule_id=schedule_id)
+                self._schedules[schedule_id] = known
+            return known
+
+    def prepare(self, *, guarantor: GuarantorItem, statement: StatementItem, dunning_count: int,
+                schedule_id: str = "default") -> PreparedNotices:
+        """The messages of ``statement``, a new statement of ``guarantor`` whose dunning count
+        becomes ``dunning_count`` with it. Nothing is written; no request, except a schedule's
+        GetItem the first time it is named (and the clinic context's, once per process). No
+        email or mobile on file: no messages. Raises InvalidInput (bad ids)."""
+        if not _channels_on_file(guarantor):
+            return PreparedNotices((), 0)
+        gid, sid = guarantor.guarantor_id, statement.statement_id
+        balance = _balance_items(self.clinic_id, gid, sid, guarantor, statement)
+        reminders = _reminder_items(self.clinic_id, gid, sid, guarantor, statement, self._schedule(schedule_id),
+                                    dunning_count)
+        return PreparedNotices(tuple(balance + reminders), len(balance))
+
+    @staticmethod
+    def add_to(tx: Tx, prepared: PreparedNotices) -> None:
+        """Put the messages into ``tx``, each only where nothing is stored under its key."""
+        for _, item in prepared.items:
+            tx.put(item, condition=MessageItem.pk.does_not_exist())
+
+    @staticmethod
+    def committed(prepared: PreparedNotices) -> list[Queued]:
+        """Once the transaction that wrote ``prepared`` committed: hand the balance notification
+        to the worker now (reminders wait for their time; the sweeper is the backstop if this
+        process dies first). Returns the messages as queued."""
+        queued = [Queued(ref, True, _body(ref, item.channel, item.destination_hash)) for ref, item in prepared.items]
+        _send_now(queued[:prepared.balance_count])
+        return queued
 
 
 @clinic_scoped
@@ -646,23 +722,138 @@ def _body(ref: MessageRef, channel: str, destination_hash: str | None) -> dict[s
     return body
 
 
-def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
-          hint: tuple[str, str] | None = None) -> SendOutcome:
-    now = clock.now()
-    cfg = config.settings()
-    ctx = context.clinic_context(ref.clinic_id)
-    guarantor_id = ref.owner[2:] if ref.owner.startswith("G#") else None
+@dataclass
+class _Claim:
+    """A message that passed every send-time check, rendered and ready to claim and send."""
+
+    ref: MessageRef
+    item: MessageItem
+    token: str
+    dhash: str
+    guarantor_id: str | None
+    cap_update: tuple[SendCapItem, list[Action], Condition] | None
+    link: links.PreparedLink | None
+    outgoing: Outgoing
+    rendered: templates.Rendered
+
+    def claim_update(self, now: datetime, lease_seconds: int) -> tuple[MessageItem, list[Action], Condition]:
+        """The claim ``queued → sending`` (lease, claim token, attempt count), as one update."""
+        lease = now + timedelta(seconds=lease_seconds)
+        return transition_update(self.ref, to="sending", expect=("queued",), condition=MessageItem.due_at <= now,
+                                 index_at=lease,
+                                 actions=[MessageItem.claim_token.set(self.token), MessageItem.lease_until.set(lease),
+                                          MessageItem.attempts.set((MessageItem.attempts | 0) + 1),
+                                          MessageItem.destination_hash.set(self.dhash)])
+
+    def keys(self) -> list[tuple[str, str]]:
+        """Every item the claim writes (message, pay link, frequency-cap count)."""
+        out = [(self.ref.pk, self.ref.sk)]
+        if self.link is not None:
+            out.append((self.link.item.pk, self.link.item.sk))
+        if self.cap_update is not None:
+            out.append((self.cap_update[0].pk, self.cap_update[0].sk))
+        return out
+
+
+def _wanted(ref: MessageRef, hint: tuple[str, str] | None, now: datetime) -> list[tuple[str, str]]:
+    """The keys one send reads: the message, the guarantor's profile and balance, and with a
+    contact hint the contact point and this week's frequency-cap item."""
     wanted = [(ref.pk, ref.sk)]
-    if guarantor_id:
+    if ref.owner.startswith("G#"):
         wanted += [(ref.pk, keys.PROFILE), (ref.pk, keys.BALANCE)]
     if hint is not None:
         wanted.append(contacts.state_key(ref.clinic_id, hint[0], hint[1]))
-        if guarantor_id:  # the channel is known: read its frequency-cap item in the same request
+        if ref.owner.startswith("G#"):  # the channel is known: read its frequency-cap item too
             wanted.append((ref.pk, keys.send_cap_sk(hint[0], rules.cap_windows(now)[0])))
-    got = list(Item.batch_get(wanted, consistent_read=True))
-    found = {it.sk: it for it in got if it.pk == ref.pk}
-    hinted = next((it for it in got if isinstance(it, ContactPointItem)), None)
-    item = found.get(ref.sk)
+    return wanted
+
+
+def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
+          hint: tuple[str, str] | None = None) -> SendOutcome:
+    [outcome] = _send_many([(ref, hint)], secret=secret)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+#: Messages claimed in one transaction (3 items each at most: message, link, cap; ≤ 100 items).
+CLAIM_BATCH = 10
+
+
+def _send_many(batch: list[tuple[MessageRef, tuple[str, str] | None]], *,
+               secret: Mapping[str, Any] | None = None) -> list[SendOutcome | Exception]:
+    """Send a batch of one clinic's messages, each at most once (the module docstring has the
+    protocol), with the storage calls shared: one consistent BatchGetItem for every message's
+    row, profile, balance, contact point and cap item; one TransactWriteItems claiming every
+    message that passed its checks (a claim whose condition fails drops out, the rest retry);
+    the provider calls; one TransactWriteItems marking them sent (per message if that fails).
+    A kill between claim and mark leaves at most this batch ``sending`` (swept to ``unknown``).
+    Outcomes in the order given; a message whose own checks, rendering or provider call raised
+    has that exception as its outcome, so one poison message fails alone. Errors of the shared
+    calls (read, claim, mark) propagate: the SQS records are retried and the claims keep every
+    message single."""
+    if len(batch) > CLAIM_BATCH:
+        return [o for i in range(0, len(batch), CLAIM_BATCH)
+                for o in _send_many(batch[i:i + CLAIM_BATCH], secret=secret)]
+    now = clock.now()
+    cfg = config.settings()
+    wanted = list(dict.fromkeys(k for ref, hint in batch for k in _wanted(ref, hint, now)))
+    found = {(it.pk, it.sk): it for it in Item.batch_get(wanted, consistent_read=True)}
+    outcomes: dict[int, SendOutcome | Exception] = {}
+    claims: dict[int, _Claim] = {}
+    later: list[int] = []
+    writes: set[tuple[str, str]] = set()
+    for n, (ref, hint) in enumerate(batch):
+        if (ref.pk, ref.sk) in writes:
+            outcomes[n] = SendOutcome("skipped", "duplicate")  # the same message twice in one batch
+            continue
+        try:
+            prepared = _prepare(ref, found, wanted, hint, secret, now)
+        except Exception as exc:  # this message alone: the others of the batch go on
+            log.warning("notify: message could not be prepared: %s", type(exc).__name__)
+            outcomes[n] = exc
+            writes.add((ref.pk, ref.sk))
+            continue
+        if isinstance(prepared, SendOutcome):
+            outcomes[n] = prepared
+            writes.add((ref.pk, ref.sk))
+        elif writes & set(prepared.keys()):
+            later.append(n)  # shares a cap item with a claim here: its own read and claim after
+        else:
+            claims[n] = prepared
+            writes.update(prepared.keys())
+    outcomes.update(_claim_all(claims, now, cfg.lease_seconds))
+    sent: dict[int, str] = {}
+    for n, claim in claims.items():
+        if n not in outcomes:
+            try:
+                result = _deliver(claim, now)
+            except Exception as exc:  # claimed, call state unknown: the lease sweeps it to review
+                log.warning("notify: send raised: %s", type(exc).__name__)
+                outcomes[n] = exc
+                continue
+            if isinstance(result, SendOutcome):
+                outcomes[n] = result
+            else:
+                sent[n] = result
+    outcomes.update(_mark_all({n: (claims[n], pid) for n, pid in sent.items()}, keep=cfg.keep_bodies))
+    for n in later:
+        [outcomes[n]] = _send_many([batch[n]], secret=secret)
+    return [outcomes[n] for n in range(len(batch))]
+
+
+def _prepare(ref: MessageRef, found: Mapping[tuple[str, str], Item], wanted: list[tuple[str, str]],
+             hint: tuple[str, str] | None, secret: Mapping[str, Any] | None,
+             now: datetime) -> SendOutcome | _Claim:
+    """One message's send-time checks, in this order: the row is queued and due; the contact
+    on file is valid; consent and suppression (R41, R42: a STOP recorded a moment ago is seen:
+    the contact point is read consistently); a reminder's statement is still the latest and
+    its amount due is not zero (PRODUCT.md §8); quiet hours 08:00-21:00 recipient local (R43;
+    the row waits until the window opens); frequency caps. Returns the outcome (the row already
+    moved: failed, suppressed, deferred) or the rendered claim to commit."""
+    ctx = context.clinic_context(ref.clinic_id)
+    guarantor_id = ref.owner[2:] if ref.owner.startswith("G#") else None
+    item = found.get((ref.pk, ref.sk))
     if not isinstance(item, MessageItem):
         return SendOutcome("skipped", "missing")
     if item.status != "queued":
@@ -670,8 +861,8 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
     if item.due_at > now:
         return SendOutcome("skipped", "not_due")
     policy = POLICIES[item.message_kind]
-    profile = found.get(keys.PROFILE) if guarantor_id else None
-    balance = found.get(keys.BALANCE) if guarantor_id else None
+    profile = found.get((ref.pk, keys.PROFILE)) if guarantor_id else None
+    balance = found.get((ref.pk, keys.BALANCE)) if guarantor_id else None
     if guarantor_id and not (isinstance(profile, GuarantorItem) and isinstance(balance, BalanceItem)):
         return _finish(ref, "failed", "unknown_guarantor")
     assert profile is None or isinstance(profile, GuarantorItem)
@@ -685,7 +876,8 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
         return _finish(ref, "failed", "invalid_address")
     dhash = contacts.destination_hash(destination)
     if hint is not None and hint == (item.channel, dhash):
-        point = hinted  # read with the message, consistently (None: nothing recorded yet)
+        hinted = found.get(contacts.state_key(ref.clinic_id, *hint))  # read with the message, consistently
+        point = hinted if isinstance(hinted, ContactPointItem) else None  # None: nothing recorded yet
     else:
         point = contacts.get(ref.clinic_id, item.channel, dhash)
     flag = contacts.profile_flag(profile.consent, item.channel) if profile is not None else None
@@ -706,15 +898,14 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
         zones = rules.candidate_zones(profile.time_zone if profile else None, ctx.time_zone)
         if not rules.within_quiet_window(now, zones):
             return _defer(ref, rules.next_send_time(now, zones), "quiet_hours")
-    capped = bool(policy.capped and guarantor_id)
     cap_update: tuple[SendCapItem, list[Action], Condition] | None = None
-    if capped:
-        cap_sk = keys.send_cap_sk(item.channel, rules.cap_windows(now)[0])
-        if (ref.pk, cap_sk) in wanted:
-            current = found.get(cap_sk)
+    if policy.capped and guarantor_id:
+        cap_key = (ref.pk, keys.send_cap_sk(item.channel, rules.cap_windows(now)[0]))
+        if cap_key in wanted:
+            current = found.get(cap_key)
         else:
             try:
-                current = SendCapItem.get(ref.pk, cap_sk, consistent_read=True)
+                current = SendCapItem.get(*cap_key, consistent_read=True)
             except SendCapItem.DoesNotExist:
                 current = None
         plan = _cap_plan(ref.pk, item.channel, ctx.settings, current if isinstance(current, SendCapItem) else None,
@@ -733,35 +924,73 @@ def _send(ref: MessageRef, *, secret: Mapping[str, Any] | None,
         sender_name=ctx.name if item.channel == "email" else None, tags=ref.tags(),
         meta={"clinic_id": ref.clinic_id, "owner": ref.owner, "message_id": ref.message_id,
               "kind": item.message_kind}, sensitive=bool(item.sensitive))
-    # The claim: the last write before the one provider call (R40).
-    token = uuid.uuid4().hex
+    return _Claim(ref, item, uuid.uuid4().hex, dhash, guarantor_id, cap_update, link, outgoing, rendered)
+
+
+def _claim_all(claims: dict[int, _Claim], now: datetime, lease_seconds: int) -> dict[int, SendOutcome]:
+    """Claim every message in ``claims`` (the last write before its provider call, R40): one
+    TransactWriteItems with each claim's pay link (written only if the claim commits) and cap
+    count (the claim counts the send); a lone claim that writes nothing else is a plain
+    conditional update. A claim whose message was taken meanwhile (another worker, a
+    redelivery) drops out as ``lost_claim``; one whose cap item moved (another send to the
+    guarantor) is queued again (``cap_race``); the rest are claimed again together. Returns
+    the outcomes of the claims that dropped out (removed from ``claims``). Raises TxFailed
+    (retryable) and storage errors."""
+    dropped: dict[int, SendOutcome] = {}
+    while claims:
+        if len(claims) == 1 and all(c.link is None and c.cap_update is None for c in claims.values()):
+            n, claim = next(iter(claims.items()))
+            message, actions, condition = claim.claim_update(now, lease_seconds)
+            try:
+                message.update(actions=actions, condition=condition)
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                dropped[n] = SendOutcome("skipped", "lost_claim")
+                del claims[n]
+            return dropped
+        tx = Tx()
+        for claim in claims.values():
+            message, actions, condition = claim.claim_update(now, lease_seconds)
+            tx.update(message, actions, condition=condition, versioned=False)
+            if claim.link is not None:
+                tx.put(claim.link.item, condition=type(claim.link.item).pk.does_not_exist())
+            if claim.cap_update is not None:
+                tx.update(claim.cap_update[0], claim.cap_update[1], condition=claim.cap_update[2], versioned=False)
+        try:
+            tx.commit()
+            return dropped
+        except TxFailed as exc:
+            if exc.retryable:
+                raise
+            for n, claim in list(claims.items()):
+                failed = set(claim.keys()) & set(exc.failed)
+                if (claim.ref.pk, claim.ref.sk) in failed:
+                    dropped[n] = SendOutcome("skipped", "lost_claim")
+                elif failed:
+                    # Another send to this guarantor moved the cap meanwhile: nothing was claimed.
+                    queue.enqueue([_body(claim.ref, claim.item.channel, claim.dhash)])
+                    dropped[n] = SendOutcome("skipped", "cap_race")
+                else:
+                    continue
+                del claims[n]
+    return dropped
+
+
+def _deliver(claim: _Claim, now: datetime) -> SendOutcome | str:
+    """The one provider call of a claimed message: the provider's message id, or the outcome
+    when it was not accepted (failed, queued again with the cap slot given back) or may have
+    been (``unknown``, for review)."""
+    ref, item = claim.ref, claim.item
     try:
-        transition(ref, to="sending", expect=("queued",), condition=MessageItem.due_at <= now,
-                   index_at=now + timedelta(seconds=cfg.lease_seconds),
-                   actions=[MessageItem.claim_token.set(token),
-                            MessageItem.lease_until.set(now + timedelta(seconds=cfg.lease_seconds)),
-                            MessageItem.attempts.set((MessageItem.attempts | 0) + 1),
-                            MessageItem.destination_hash.set(dhash)],
-                   also_put=[link.item] if link else None,  # the link exists only if the claim commits
-                   also_update=[cap_update] if cap_update else None)  # the claim counts the send
-    except TransitionLost:
-        return SendOutcome("skipped", "lost_claim")
-    except TxFailed as exc:
-        if exc.retryable:
-            raise
-        # Another send to this guarantor moved the cap meanwhile: nothing was claimed; try again.
-        queue.enqueue([_body(ref, item.channel, dhash)])
-        return SendOutcome("skipped", "cap_race")
-    try:
-        provider_id = channels.get(item.channel).send(outgoing)
+        return channels.get(item.channel).send(claim.outgoing)
     except (SendRetryable, SendPermanent) as exc:
-        outcome = _not_accepted(ref, item, token, dhash, exc)
-        if capped and guarantor_id:
-            _cap_refund(ref.clinic_id, guarantor_id, item.channel, now)
+        outcome = _not_accepted(ref, item, claim.token, claim.dhash, exc)
+        if claim.cap_update is not None and claim.guarantor_id:
+            _cap_refund(ref.clinic_id, claim.guarantor_id, item.channel, now)
         return outcome
     except SendUnknown as exc:
-        return _finish(ref, "unknown", exc.reason, expect=("sending",), token=token)
-    return _mark_sent(ref, token, provider_id, rendered, item, keep=cfg.keep_bodies)
+        return _finish(ref, "unknown", exc.reason, expect=("sending",), token=claim.token)
 
 
 def _not_accepted(ref: MessageRef, item: MessageItem, token: str, dhash: str,
@@ -784,11 +1013,14 @@ def _not_accepted(ref: MessageRef, item: MessageItem, token: str, dhash: str,
     return SendOutcome("retry", exc.reason, until)
 
 
-def _mark_sent(ref: MessageRef, token: str, provider_id: str, rendered: templates.Rendered, item: MessageItem,
-               *, keep: bool) -> SendOutcome:
+def _sent_actions(ref: MessageRef, provider_id: str, rendered: templates.Rendered, item: MessageItem, *,
+                  keep: bool) -> tuple[list[Action], list[Item]]:
+    """What marking a message sent writes: its actions (provider id, sent time, the body's
+    digest, the body itself when ``keep``; never for a sensitive message) and, for SMS, the
+    provider-id item that SNS delivery status finds the message by."""
     now = clock.now()
     actions: list[Action] = [MessageItem.provider_id.set(provider_id), MessageItem.sent_at.set(now),
-               MessageItem.lease_until.remove()]
+                             MessageItem.lease_until.remove()]
     if not item.sensitive:
         actions.append(MessageItem.body_sha256.set(hashlib.sha256(rendered.text.encode()).hexdigest()))
         if keep:
@@ -802,6 +1034,12 @@ def _mark_sent(ref: MessageRef, token: str, provider_id: str, rendered: template
         also.append(ProviderRefItem(keys.provider_ref_pk(ref.clinic_id, _safe_id(provider_id)), keys.SINGLE,
                                     owner=ref.owner, message_id=ref.message_id,
                                     expires_at_epoch=int((now + timedelta(days=30)).timestamp())))
+    return actions, also
+
+
+def _mark_sent(ref: MessageRef, token: str, provider_id: str, rendered: templates.Rendered, item: MessageItem,
+               *, keep: bool) -> SendOutcome:
+    actions, also = _sent_actions(ref, provider_id, rendered, item, keep=keep)
     try:
         transition(ref, to="sent", expect=("sending", "unknown"), actions=actions,
                    condition=MessageItem.claim_token == token, also_put=also)
@@ -814,6 +1052,27 @@ def _mark_sent(ref: MessageRef, token: str, provider_id: str, rendered: template
             transition(ref, to="sent", expect=("sending", "unknown"), actions=actions,
                        condition=MessageItem.claim_token == token)
     return SendOutcome("sent")
+
+
+def _mark_all(sent: dict[int, tuple[_Claim, str]], *, keep: bool) -> dict[int, SendOutcome]:
+    """Mark the provider-accepted messages ``sent`` in one TransactWriteItems (each conditioned
+    on its claim token); if any condition fails (a provider event got there first) or the
+    database is busy, each is marked on its own by :func:`_mark_sent`."""
+    if len(sent) > 1:
+        tx = Tx()
+        for claim, provider_id in sent.values():
+            actions, also = _sent_actions(claim.ref, provider_id, claim.rendered, claim.item, keep=keep)
+            message, acts, condition = transition_update(claim.ref, to="sent", expect=("sending", "unknown"),
+                                                          actions=actions,
+                                                          condition=MessageItem.claim_token == claim.token)
+            tx.update(message, acts, condition=condition, versioned=False)
+            for extra in also:
+                tx.put(extra, condition=type(extra).pk.does_not_exist())
+        with suppress(TxFailed, TryAgainLater):
+            tx.commit()
+            return {n: SendOutcome("sent") for n in sent}
+    return {n: _mark_sent(claim.ref, claim.token, provider_id, claim.rendered, claim.item, keep=keep)
+            for n, (claim, provider_id) in sent.items()}
 
 
 def _safe_id(provider_id: str) -> str:
@@ -875,14 +1134,23 @@ def _reply(clinic_id: str, destination: str, dhash: str, template: str, logical_
 @clinic_scoped
 def message_review_resolve(*, clinic_id: str, owner: str, message_id: str, outcome: str,
                            staff_user_id: str) -> SendOutcome:
-    """Resolve an ``unknown`` message after checking the provider's records: ``sent`` or
-    ``failed`` (R40 "resolved by provider status lookup or by a human"); recorded with the
-    staff user. Raises InvalidInput."""
-    if outcome not in ("sent", "failed"):
-        raise InvalidInput("outcome must be sent or failed")
+    """Resolve an ``unknown`` message after checking the provider's records (R40 "resolved by
+    provider status lookup or by a human"): ``sent``, ``failed``, or ``resend`` when the
+    records show the provider never took it (a worker stopped between its claim and the call):
+    queued again now, to be sent by the worker like any due message. Recorded with the staff
+    user. Raises InvalidInput."""
+    if outcome not in ("sent", "failed", "resend"):
+        raise InvalidInput("outcome must be sent, failed or resend")
     ref = MessageRef.parse(clinic_id, owner, message_id)
-    return _finish(ref, outcome, f"review:{require_id(staff_user_id, field='staff_user_id')}",
-                   expect=("unknown",))
+    reason = f"review:{require_id(staff_user_id, field='staff_user_id')}"
+    if outcome != "resend":
+        return _finish(ref, outcome, reason, expect=("unknown",))
+    try:
+        transition(ref, to="queued", expect=("unknown",), reason=reason, due_at=clock.now())
+    except TransitionLost:
+        return SendOutcome("skipped", "lost_race")
+    queue.enqueue([ref.body()])
+    return SendOutcome("queued", reason)
 
 
 # --- the scheduler: due messages by hour --------------------------------------------------------------
@@ -978,24 +1246,44 @@ def clinics_sweep_enqueue(*, at: datetime) -> int:
     return queue.enqueue({"op": "sweep", "clinic_id": cid, "at": stamp} for cid in verify.clinic_ids())
 
 
-def work_item_handle(*, body: Mapping[str, Any]) -> object:
-    """Run one queue work item (``send`` or ``sweep``; ids only). Raises InvalidInput for a
-    malformed body (the worker reports it failed; after the redrive count it dead-letters)."""
-    op = body.get("op")
-    if op == "send":
-        ref = MessageRef.parse(body.get("clinic_id"), body.get("owner"), body.get("message_id"))
-        contact = body.get("contact")
-        return message_send(clinic_id=ref.clinic_id, owner=ref.owner, message_id=ref.message_id,
-                            contact=contact if isinstance(contact, str) else None)
-    if op == "sweep":
+def work_items_handle(*, bodies: Sequence[Mapping[str, Any]]) -> list[object]:
+    """Run queue work items (``send`` or ``sweep``; ids only), an SQS batch at a time. The sends
+    of one clinic share their storage calls (:func:`_send_many`: one read, one claim, one mark
+    for up to ten messages; SERVERLESS-PERF-REL.md B7). Returns one result per body, in order:
+    its SendOutcome or FanoutResult, or the exception it raised (InvalidInput for a malformed
+    body; a storage error for every send of the clinic group it struck). The worker reports
+    those records failed and only they are redelivered; the claims make a redelivery a no-op."""
+    results: list[object] = [None] * len(bodies)
+    sends: dict[str, list[tuple[int, MessageRef, tuple[str, str] | None]]] = {}
+    for n, body in enumerate(bodies):
         try:
-            at = datetime.fromisoformat(str(body.get("at")))
-        except ValueError:
-            raise InvalidInput("sweep needs an ISO time") from None
-        if at.tzinfo is None:
-            raise InvalidInput("sweep time must carry its zone")
-        return messages_due_fanout(clinic_id=require_id(body.get("clinic_id"), field="clinic_id"), at=at)
-    raise InvalidInput("unknown work item")
+            op = body.get("op")
+            if op == "send":
+                ref = MessageRef.parse(body.get("clinic_id"), body.get("owner"), body.get("message_id"))
+                sends.setdefault(ref.clinic_id, []).append((n, ref, _hint_parse(body.get("contact"))))
+            elif op == "sweep":
+                try:
+                    at = datetime.fromisoformat(str(body.get("at")))
+                except ValueError:
+                    raise InvalidInput("sweep needs an ISO time") from None
+                if at.tzinfo is None:
+                    raise InvalidInput("sweep time must carry its zone")
+                results[n] = messages_due_fanout(clinic_id=require_id(body.get("clinic_id"), field="clinic_id"),
+                                                 at=at)
+            else:
+                raise InvalidInput("unknown work item")
+        except Exception as exc:  # reported per record: the others of the batch go on
+            results[n] = exc
+    for clinic_id, group in sends.items():
+        outcomes: list[object]
+        try:
+            with clinic_scope(clinic_id):
+                outcomes = list(_send_many([(ref, hint) for _, ref, hint in group]))
+        except Exception as exc:  # every send of the group is redelivered; claimed ones skip then
+            outcomes = [exc] * len(group)
+        for (n, _, _), outcome in zip(group, outcomes, strict=True):
+            results[n] = outcome
+    return results
 
 
 # --- provider events -----------------------------------------------------------------------------------

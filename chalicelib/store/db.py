@@ -164,6 +164,28 @@ def clinic_scoped(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# --- reads -----------------------------------------------------------------------------------
+
+
+def stored_values(model: type[Item], raw: dict[str, dict[str, Any]], names: tuple[str, ...]) -> list[Any]:
+    """The named attributes of a stored item as DynamoDB returned it (``{"name": {"S": ...}}``),
+    deserialised by ``model``'s own attribute types, with the default PynamoDB gives a loaded
+    item that lacks one. For a hot read that shows a few attributes (a portal page,
+    SERVERLESS-PERF-REL.md B1): building the whole model costs more than the request's own
+    parsing. The caller checks the item's kind. Raises KeyError for a name ``model`` lacks."""
+    attributes = model.get_attributes()
+    out = []
+    for name in names:
+        attr = attributes[name]
+        value = raw.get(attr.attr_name)
+        if value and "NULL" not in value:
+            out.append(attr.deserialize(attr.get_value(value)))
+        else:
+            default = attr.default
+            out.append(default() if callable(default) else default)
+    return out
+
+
 # --- creates ---------------------------------------------------------------------------------
 
 
@@ -193,11 +215,15 @@ def put_new(item: Item) -> bool:
 
 
 class TxFailed(Exception):
-    """A transaction was cancelled. ``reasons`` maps the failed items' sort keys to codes."""
+    """A transaction was cancelled. ``reasons`` maps the failed items' sort keys to codes;
+    ``failed`` maps their full ``(pk, sk)`` keys to codes (for transactions over many
+    partitions, where a sort key alone is ambiguous)."""
 
-    def __init__(self, reasons: dict[str, str], cause: Exception) -> None:
+    def __init__(self, reasons: dict[str, str], cause: Exception,
+                 failed: dict[tuple[str, str], str] | None = None) -> None:
         super().__init__(f"transaction cancelled: {reasons or cause}")
         self.reasons = reasons
+        self.failed = failed if failed is not None else {}
         self.cause = cause
 
     @property
@@ -241,9 +267,9 @@ class Tx:
 
     def commit(self) -> None:
         order = (
-            [sk for _, _, sk, _ in self._checks]
-            + [item.sk for item, _ in self._puts]
-            + [item.sk for item, _, _, _ in self._updates]
+            [(pk, sk) for _, pk, sk, _ in self._checks]
+            + [(item.pk, item.sk) for item, _ in self._puts]
+            + [(item.pk, item.sk) for item, _, _, _ in self._updates]
         )
         try:
             # botocore fills TransactWriteItems' ClientRequestToken (an idempotency token), so its
@@ -264,9 +290,9 @@ class Tx:
                 if code in RETRYABLE_ERRORS:
                     raise TryAgainLater("the database is busy; try again") from exc
                 raise
-            reasons = {
-                sk: reason.code
-                for sk, reason in zip(order, exc.cancellation_reasons, strict=False)
+            failed = {
+                key: reason.code
+                for key, reason in zip(order, exc.cancellation_reasons, strict=False)
                 if reason is not None and reason.code not in (None, "None")
             }
-            raise TxFailed(reasons, exc) from exc
+            raise TxFailed({sk: code for (_, sk), code in failed.items()}, exc, failed) from exc
