@@ -328,6 +328,50 @@ def test_full_partial_and_void_refunds_create_patient_refund_receipts_and_revers
     ps.verified(p.clinic_id)
 
 
+def _start_page(p: ps.Payer):
+    return services.payment_attempt_start(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, attempt_key=ps.key(),
+                                          amount_choice="current_balance")
+
+
+def test_a_card_page_left_unpaid_gives_way_to_a_new_payment_of_the_balance():
+    """A guarantor who left the card page and comes back later is not told "already being
+    processed" for the page's 15 minutes: a page unpaid for 2 minutes is canceled at the
+    processor when a new payment needs its hold (R31: one payable page at a time)."""
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    assert first.status == "processing" and first.redirect_url
+    at = datetime(2026, 12, 1, 17, 1, tzinfo=UTC)  # a minute later it still holds (a second tab: T2)
+    with pytest.raises(PaymentInProgress):
+        _start_page(p)
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    second = _start_page(p)
+    assert second.status == "processing" and second.redirect_url and second.amount_cents == 5_000
+    old = selectors.attempt_get(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, attempt_key=first.attempt_key)
+    assert old.status == "canceled"
+    assert ps.sandbox().page_view(str(first.processor_reference))["status"] == "canceled"
+    with pytest.raises(PaymentInProgress):  # the new page holds the balance in turn
+        _start_page(p)
+    ps.verified(p.clinic_id)
+
+
+def test_a_page_paid_just_before_the_new_payment_posts_and_the_new_one_is_refused():
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    ps.sandbox().page_submit(str(first.processor_reference), {"card_number": "4242424242424242", "expiry": "12/30",
+                                                              "cvc": "123", "postal": "10001"})
+    at = datetime(2026, 12, 1, 17, 5, tzinfo=UTC)  # the return to our site never happened
+    with pytest.raises(PaymentNotAllowed, match="no balance"):
+        _start_page(p)
+    paid = selectors.attempt_get(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, attempt_key=first.attempt_key)
+    assert paid.status == "succeeded" and ps.balances(p).current_balance == 0
+    assert len(ps.sandbox().charges) == 1
+    ps.verified(p.clinic_id)
+
+
 def test_cash_refund_needs_no_processor():
     p = ps.payer(owes=(5_000,))
     services.batch_open(clinic_id=p.clinic_id, user_id="u_1")

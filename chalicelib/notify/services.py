@@ -961,7 +961,7 @@ def _claim_all(claims: dict[int, _Claim], now: datetime, lease_seconds: int) -> 
             tx.commit()
             return dropped
         except TxFailed as exc:
-            if exc.retryable:
+            if exc.retryable or not any(set(c.keys()) & set(exc.failed) for c in claims.values()):
                 raise
             for n, claim in list(claims.items()):
                 failed = set(claim.keys()) & set(exc.failed)

@@ -144,6 +144,10 @@ HOLD_SECONDS = 30 * 60
 HOSTED_EXPIRY_SECONDS = 15 * 60
 #: The completer looks at attempts older than this.
 STUCK_AFTER_SECONDS = 120
+#: A hosted card page left unpaid this long is abandoned once the guarantor starts another
+#: payment that its hold blocks: it is canceled at the processor and the hold released (R31:
+#: still one payable page at a time; a page opened moments ago keeps its hold: T2).
+ABANDONED_AFTER_SECONDS = 120
 #: Processor calls: at most this many tries for transient errors, jittered (T5: at most 5).
 PROCESSOR_TRIES = 3
 #: Batch close re-reads gsi3 until two reads agree (GSI lag, R15), waiting this long between.
@@ -411,8 +415,18 @@ def _start(*, clinic_id: str, guarantor_id: str, attempt_key: str, choice: str, 
     figures = _figures(pk, ctx)
     now = clock.now()
     held = rules.held_cents(_holds(hold), now_epoch=int(now.timestamp()), except_key=split_group or attempt_key)
-    amount = rules.amount_resolve(choice=amount_choice, requested_cents=requested_cents,
-                                  balances=figures.balances, settings=ctx.settings, held_cents=held)
+    try:
+        amount = rules.amount_resolve(choice=amount_choice, requested_cents=requested_cents,
+                                      balances=figures.balances, settings=ctx.settings, held_cents=held)
+    except PaymentInProgress:
+        if not _abandoned_release(ctx, pk, hold, except_key=split_group or attempt_key, now=now):
+            raise
+        hold = _hold_read(pk)
+        figures = _figures(pk, ctx)  # an abandoned page may have been paid after all: it posted
+        held = rules.held_cents(_holds(hold), now_epoch=int(now.timestamp()),
+                                except_key=split_group or attempt_key)
+        amount = rules.amount_resolve(choice=amount_choice, requested_cents=requested_cents,
+                                      balances=figures.balances, settings=ctx.settings, held_cents=held)
     processor = registry.get(ctx.processor)
     rules.method_check(method=method, settings=ctx.settings, wallets_supported=processor.capabilities.wallets,
                        split=split_group is not None)
@@ -450,6 +464,29 @@ def _start(*, clinic_id: str, guarantor_id: str, attempt_key: str, choice: str, 
             raise
     crash_point("attempt.after_record")
     return _claim_and_drive(ctx, item, hold=hold, figures=figures)
+
+
+def _abandoned_release(ctx: _Ctx, pk: str, hold: PaymentHoldItem | None, *, except_key: str,
+                       now: datetime) -> bool:
+    """Settle the guarantor's hosted card pages that hold the balance and were left unpaid for
+    ``ABANDONED_AFTER_SECONDS``: each is asked of the processor and canceled there if still
+    unpaid (a page paid meanwhile posts instead), which releases its hold. True when any was
+    settled, so the caller re-reads the hold and the balance. Attempts of ``except_key``'s own
+    split group are left alone. Raises ProcessorUnavailable and storage errors."""
+    settled = False
+    for key, entry in _holds(hold).items():
+        if key == except_key or key.startswith(f"{except_key}.") or entry.get("u", 0) <= int(now.timestamp()):
+            continue
+        try:
+            other = AttemptItem.get(pk, keys.attempt_sk(key), consistent_read=True)
+        except AttemptItem.DoesNotExist:
+            continue
+        if other.status != AttemptStatus.PROCESSING.value or other.flow != "hosted" or not other.redirect_url \
+                or (now - other.created_at).total_seconds() < ABANDONED_AFTER_SECONDS:
+            continue
+        other_ctx = ctx if other.group_id == ctx.group_id else _context(ctx.clinic_id, other.group_id)
+        settled |= _complete(other_ctx, other, stuck=True, abandoned=True).status != AttemptStatus.PROCESSING.value
+    return settled
 
 
 def _figures(pk: str, ctx: _Ctx) -> GuarantorFigures:
@@ -954,7 +991,8 @@ def payment_attempt_complete(*, clinic_id: str, guarantor_id: str, attempt_key: 
     return _complete(_context(clinic_id, item.group_id), item)
 
 
-def _complete(ctx: _Ctx, item: AttemptItem, *, event_pk: str | None = None, stuck: bool = False) -> AttemptView:
+def _complete(ctx: _Ctx, item: AttemptItem, *, event_pk: str | None = None, stuck: bool = False,
+              abandoned: bool = False) -> AttemptView:
     status = AttemptStatus(item.status)
     if status not in PENDING:
         return _view(item)
@@ -995,7 +1033,7 @@ def _complete(ctx: _Ctx, item: AttemptItem, *, event_pk: str | None = None, stuc
             return _view(_reload(item))
         return _view(item)
     if stuck and result.outcome in (Outcome.PENDING, Outcome.REQUIRES_ACTION) and result.reference \
-            and age > HOSTED_EXPIRY_SECONDS:  # a page or a challenge nobody finished
+            and (abandoned or age > HOSTED_EXPIRY_SECONDS):  # a page or a challenge nobody finished
         result = _call(lambda: processor.payment_cancel(reference=str(result.reference), account_id=item.account_id))
     return _apply(ctx, item, result, event_pk)
 
