@@ -127,6 +127,27 @@ def test_sessions_end_on_idle_and_absolute_limits_and_log_pages_without_rewritin
         links.session_resolve(cookie=other)
 
 
+def test_a_session_read_shows_what_was_stored_as_a_view_that_writes_does(request_log):
+    Clock()
+    f, gid = _setup()
+    sibling = accounts.guarantor_create(clinic_id=f.clinic_id, first_name="Tim", last_name="Doe")
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, method="code",
+                                 origin="website", purpose="statements", guarantor_ids=[sibling], language="es",
+                                 first_page="home")
+    request_log.reset()
+    written = links.session_resolve(cookie=cookie, page="receipts")  # a new page: logged, the view as stored
+    assert request_log.operations["UpdateItem"] == 1
+    request_log.reset()
+    read = links.session_resolve(cookie=cookie, page="receipts")
+    assert dict(request_log.operations) == {"GetItem": 1}
+    assert written == read == links.Session(f.clinic_id, f.guarantor_id, frozenset({f.guarantor_id, sibling}), gid,
+                                            "code", "website", "statements", "es", ("home", "receipts"))
+    quick = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                method="quickpay", origin="email")
+    assert links.session_resolve(cookie=quick) == links.Session(
+        f.clinic_id, f.guarantor_id, frozenset({f.guarantor_id}), gid, "quickpay", "email", None, None, ())
+
+
 def _guarantor(clinic_id: str, first: str, last: str, email: str, mobile: str, preferred: str | None = None) -> str:
     return accounts.guarantor_create(clinic_id=clinic_id, first_name=first, last_name=last, email=email,
                                      mobile=mobile, preferred_name=preferred)

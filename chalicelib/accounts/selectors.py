@@ -7,12 +7,13 @@ GetItem); lists use the clinic's guarantor index and BatchGetItem, never Scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.core.errors import UnknownGuarantor
 from chalicelib.core.ids import require_id
 from chalicelib.ledger.accounts import COLLECTIONS
 from chalicelib.ledger.selectors import GuarantorFigures, figures_from_item
-from chalicelib.store import keys
+from chalicelib.store import db, keys
 from chalicelib.store.db import clinic_scoped
 from chalicelib.store.models import (
     BalanceItem,
@@ -163,28 +164,69 @@ class GuarantorPage:
     guarantor: GuarantorSummary
 
 
+def _kind(model: type[Item]) -> str:
+    kind = Item.item_kind.get_discriminator(model)
+    assert kind is not None
+    return kind
+
+
+_PAGE_KINDS = (_kind(ClinicItem), _kind(GroupItem), _kind(GuarantorItem), _kind(BalanceItem))
+_PROFILE_FIELDS = ("guarantor_id", "first_name", "last_name", "preferred_name", "email", "mobile", "language",
+                   "dunning_count")
+
+
+def _batch_get_raw(keys_: list[tuple[str, str]]) -> list[dict[str, dict[str, Any]]]:
+    """The stored items (DynamoDB JSON) under ``keys_`` in BatchGetItem requests of ≤ 100 keys
+    (eventually consistent), asking again for unprocessed keys as PynamoDB's batch_get does.
+
+    Made with the one shared botocore client (db.connection(): same retries, timeouts and
+    request hooks), not through PynamoDB: its Connection asks every request for
+    ReturnConsumedCapacity, which it only logs, and DynamoDB Local takes ~0.15 ms more per
+    BatchGetItem to compute it (SERVERLESS-PERF-REL.md B1 b). Not deserialised: one view's read
+    (:func:`guarantor_page`) picks the attributes it shows."""
+    table = Item.Meta.table_name
+    pk_name, sk_name = Item.pk.attr_name, Item.sk.attr_name
+    pending = [{pk_name: {"S": pk}, sk_name: {"S": sk}} for pk, sk in keys_]
+    found: list[dict[str, dict[str, Any]]] = []
+    client: Any = db.connection().client  # PynamoDB types it without the operation methods
+    while pending:
+        request, pending = pending[:100], pending[100:]
+        data = client.batch_get_item(RequestItems={table: {"Keys": request}})
+        found.extend(data["Responses"].get(table, []))
+        pending.extend(data.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+    return found
+
+
 @clinic_scoped
 def guarantor_page(*, clinic_id: str, guarantor_id: str, group_id: str) -> GuarantorPage:
     """Read clinic, group, profile and balance together (eventually consistent, 2 read units).
 
+    One BatchGetItem whose answer is deserialised once, only the attributes a page shows (the
+    balance as its model, for the ledger's figures): this is every patient page's read, so it
+    skips building four full models (SERVERLESS-PERF-REL.md B1).
     Raises UnknownGuarantor if the guarantor or the group is missing (a page cannot render).
     """
     cpk = keys.clinic_pk(clinic_id)
     gpk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
     wanted = [(cpk, keys.CLINIC), (cpk, keys.group_sk(require_id(group_id, field="group_id"))),
               (gpk, keys.PROFILE), (gpk, keys.BALANCE)]
-    found = {(it.pk, it.sk): it for it in Item.batch_get(wanted)}
-    clinic, group = found.get(wanted[0]), found.get(wanted[1])
-    profile, balance = found.get(wanted[2]), found.get(wanted[3])
-    if not (isinstance(clinic, ClinicItem) and isinstance(group, GroupItem)
-            and isinstance(profile, GuarantorItem) and isinstance(balance, BalanceItem)):
+    pk_name, sk_name = Item.pk.attr_name, Item.sk.attr_name
+    found = {(raw[pk_name]["S"], raw[sk_name]["S"]): raw for raw in _batch_get_raw(wanted)}
+    clinic, group, profile, balance = (found.get(key) for key in wanted)
+    kind = Item.item_kind.attr_name
+    if not (clinic and group and profile and balance) or _PAGE_KINDS != tuple(
+            raw.get(kind, {}).get("S") for raw in (clinic, group, profile, balance)):
         raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
-    settings = settings_load(group.settings_json)
-    return GuarantorPage(
-        clinic_name=clinic.name, clinic_phone=clinic.phone,
-        group=Group(group.group_id, group.name, bool(group.is_default), settings),
-        guarantor=_summary(profile, balance, settings.include_new_charges),
-    )
+    clinic_name, clinic_phone = db.stored_values(ClinicItem, clinic, ("name", "phone"))
+    group_id_, group_name, is_default, settings_json = db.stored_values(
+        GroupItem, group, ("group_id", "name", "is_default", "settings_json"))
+    settings = settings_load(settings_json)
+    shown = dict(zip(_PROFILE_FIELDS, db.stored_values(GuarantorItem, profile, _PROFILE_FIELDS), strict=True))
+    shown["dunning_count"] = int(shown["dunning_count"])
+    figures = figures_from_item(BalanceItem.from_raw_data(balance), include_new_charges=settings.include_new_charges)
+    return GuarantorPage(clinic_name=clinic_name, clinic_phone=clinic_phone,
+                         group=Group(group_id_, group_name, bool(is_default), settings),
+                         guarantor=GuarantorSummary(**shown, figures=figures))
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.core import clock, config
 from chalicelib.core.errors import CodeRefused, InvalidInput, LinkInvalid, TooManyRequests, UnknownGuarantor
 from chalicelib.core.ids import new_id, require_id
 from chalicelib.links import tokens
-from chalicelib.store import keys
+from chalicelib.store import db, keys
 from chalicelib.store.db import Tx, TxFailed, clinic_scope, clinic_scoped
-from chalicelib.store.models import BalanceItem, GuarantorItem
+from chalicelib.store.models import BalanceItem, GuarantorItem, Item
 from chalicelib.store.models_links import CodeCurrentItem, CodeItem, LinkItem, RateItem, SessionItem
 from chalicelib.tenants import selectors as tenant_selectors
 from chalicelib.tenants.groups import LinkLifetimes
@@ -246,9 +248,12 @@ class Session:
     pages: tuple[str, ...]
 
 
-def _session_view(clinic_id: str, item: SessionItem) -> Session:
-    return Session(clinic_id, item.guarantor_id, frozenset(item.guarantor_ids or {item.guarantor_id}),
-                   item.group_id, item.method, item.origin, item.purpose, item.language, tuple(item.pages or ()))
+def _session_view(clinic_id: str, stored: dict[str, Any]) -> Session:
+    """A session's view from its stored attributes (names of :data:`_SESSION_FIELDS`)."""
+    guarantor_id = stored["guarantor_id"]
+    return Session(clinic_id, guarantor_id, frozenset(stored["guarantor_ids"] or {guarantor_id}), stored["group_id"],
+                   stored["method"], stored["origin"], stored["purpose"], stored["language"],
+                   tuple(stored["pages"] or ()))
 
 
 @clinic_scoped
@@ -278,32 +283,46 @@ def session_start(*, clinic_id: str, guarantor_id: str, group_id: str, method: s
     return cookie
 
 
+_SESSION_KIND = Item.item_kind.get_discriminator(SessionItem)
+_SESSION_FIELDS = ("guarantor_id", "guarantor_ids", "group_id", "method", "origin", "purpose", "language", "pages",
+                   "last_seen_at", "idle_minutes", "expires_at", "ended_at")
+
+
 def session_resolve(*, cookie: str, page: str | None = None) -> Session:
     """The session behind a cookie, enforcing idle and absolute limits server-side.
 
     Writes only when needed: the first view of each page (the usage log) and at most one
-    idle-timer touch a minute, so a repeated page view is one GetItem and no write (B2).
+    idle-timer touch a minute, so a repeated page view is one consistent GetItem and no write
+    (B2), whose answer is deserialised only for the attributes checked and shown (B1).
     Raises LinkInvalid for a missing, ended or expired session.
     """
     clinic_id, session_hash = tokens.split_token(cookie)
     now = clock.now()
+    pk = keys.session_pk(clinic_id, session_hash)
     with clinic_scope(clinic_id):
-        try:
-            item = SessionItem.get(keys.session_pk(clinic_id, session_hash), keys.SINGLE, consistent_read=True)
-        except SessionItem.DoesNotExist:
-            raise LinkInvalid("session not valid") from None
-        idle_deadline = item.last_seen_at + timedelta(minutes=int(item.idle_minutes))
-        if item.ended_at is not None or item.expires_at <= now or idle_deadline <= now:
+        # The shared botocore client, not PynamoDB's Connection, which would add ReturnConsumedCapacity
+        # (only logged; DynamoDB Local takes longer to answer): see accounts.selectors._batch_get_raw.
+        client: Any = db.connection().client
+        raw = client.get_item(TableName=SessionItem.Meta.table_name, ConsistentRead=True,
+                              Key={SessionItem.pk.attr_name: {"S": pk}, SessionItem.sk.attr_name: {"S": keys.SINGLE}}
+                              ).get("Item")
+        if not raw or raw.get(SessionItem.item_kind.attr_name, {}).get("S") != _SESSION_KIND:
             raise LinkInvalid("session not valid")
-        actions = []
-        if now - item.last_seen_at >= TOUCH_EVERY:
+        stored = dict(zip(_SESSION_FIELDS, db.stored_values(SessionItem, raw, _SESSION_FIELDS), strict=True))
+        last_seen_at = stored["last_seen_at"]
+        idle_deadline = last_seen_at + timedelta(minutes=int(stored["idle_minutes"]))
+        if stored["ended_at"] is not None or stored["expires_at"] <= now or idle_deadline <= now:
+            raise LinkInvalid("session not valid")
+        actions: list[Action] = []
+        if now - last_seen_at >= TOUCH_EVERY:
             actions.append(SessionItem.last_seen_at.set(now))
-        if page and page not in (item.pages or []):
+        if page and page not in (stored["pages"] or []):
             actions.append(SessionItem.pages.set(SessionItem.pages.append([page])))
-            item.pages = [*(item.pages or []), page]
-        if actions:
+        if actions:  # the session as the update left it (ALL_NEW)
+            item = SessionItem(pk, keys.SINGLE)
             item.update(actions=actions, condition=SessionItem.ended_at.does_not_exist())
-    return _session_view(clinic_id, item)
+            stored = {name: getattr(item, name) for name in _SESSION_FIELDS}
+    return _session_view(clinic_id, stored)
 
 
 def session_end(*, cookie: str) -> None:

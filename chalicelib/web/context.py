@@ -6,6 +6,7 @@ Presentation-level assembly only: no writes, no business rules beyond grouping f
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any
 
 from chalicelib.accounts import selectors as account_selectors
@@ -19,12 +20,16 @@ from chalicelib.ledger.accounts import (
     PAT_PAID,
 )
 from chalicelib.tenants import selectors as tenant_selectors
-from chalicelib.tenants.groups import GroupSettings
+from chalicelib.tenants.groups import GroupSettings, Theme
 
 
 def theme_css(settings: GroupSettings) -> str:
     """``:root{--bg:…}`` from the group's theme; values were validated as ``#rrggbb`` on save."""
-    t = settings.theme
+    return _theme_css(settings.theme)
+
+
+@lru_cache(maxsize=256)
+def _theme_css(t: Theme) -> str:
     text = "#ffffff" if t.dark else "#1a202c"
     pairs = {"bg": t.background, "surface": t.surface, "primary": t.primary, "secondary": t.secondary,
              "accent": t.accent, "info": t.info, "success": t.success, "error": t.error,

@@ -1,6 +1,9 @@
 """Rendering and response helpers shared by the portal's routes.
 
-- One Jinja2 environment per language, built once per process (autoescape on).
+- One Jinja2 environment per language, built once per process (autoescape on), whose
+  templates are compiled once (no file checks per view) with their literal ``_("...")``
+  messages already translated (:class:`PretranslatedEnvironment`): a page view makes no
+  gettext call for a fixed message.
 - Every page gets security headers: a strict CSP with a per-response nonce (no third-party
   origins, no inline script without the nonce), ``Referrer-Policy: no-referrer``,
   ``Cache-Control: no-store``, frame and type-sniffing protection (SECURITY.md R3, R14, R26).
@@ -25,7 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from chalice import Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Template, nodes, select_autoescape
+from jinja2.visitor import NodeTransformer
 
 from chalicelib.core import config
 from chalicelib.core.money import format_cents
@@ -38,14 +42,80 @@ LOGIN_CSRF_COOKIE = "fd_csrf"
 _LOGIN_CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
+class _Translate(NodeTransformer):
+    """Replace ``_("literal", k=v)`` / ``gettext("literal", k=v)`` by the translated literal.
+
+    The result is what jinja2.ext.i18n's newstyle gettext returns at run time: the translation
+    marked safe when autoescaping (``Markup``) and always %-formatted, with the keyword values
+    escaped by ``Markup.__mod__``. A message whose formatting would fail (``%`` without
+    arguments) is left to fail at run time, as before."""
+
+    def __init__(self, environment: Environment, gettext: Any) -> None:
+        self.environment, self.gettext = environment, gettext
+
+    def visit_Call(self, call: nodes.Call) -> nodes.Node:
+        node = self.generic_visit(call)
+        assert isinstance(node, nodes.Call)
+        callee, args = node.node, node.args
+        if not (isinstance(callee, nodes.Name) and callee.name in ("_", "gettext") and callee.ctx == "load"
+                and len(args) == 1 and isinstance(args[0], nodes.Const) and isinstance(args[0].value, str)
+                and node.dyn_args is None and node.dyn_kwargs is None):
+            return node
+        text = self.gettext(args[0].value)
+        out: nodes.Expr
+        if node.kwargs:
+            values = nodes.Dict([nodes.Pair(nodes.Const(k.key), k.value) for k in node.kwargs])
+            out = nodes.Mod(nodes.MarkSafeIfAutoescape(nodes.Const(text)), values)
+        else:
+            try:
+                text = text % {}
+            except (ValueError, TypeError, KeyError):
+                return node
+            out = nodes.MarkSafeIfAutoescape(nodes.Const(text))
+        return out.set_lineno(node.lineno).set_environment(self.environment)
+
+
+class PretranslatedEnvironment(Environment):
+    """A Jinja2 environment for one language that translates literal messages when a template
+    is compiled (Jinja's public ``parse`` and ``compile``): the same HTML as jinja2.ext.i18n's
+    run-time gettext, without ~20 gettext calls per page. Messages built at run time
+    (``_(variable)``) still go through the installed gettext callables. Templates must not
+    assign ``_`` or ``gettext`` (none does; tests/test_web_render.py checks every template)."""
+
+    def __init__(self, translations: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self._translate = _Translate(self, translations.gettext)
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        tree = self.parse(source, name, filename) if isinstance(source, str) else source
+        return super().compile(self._translate.visit(tree), name, filename,  # type: ignore[call-overload]
+                               raw=raw, defer_init=defer_init)
+
+
+def environment_options() -> dict[str, Any]:
+    """The options every page environment is built with (also the tests' reference)."""
+    return {"loader": FileSystemLoader(TEMPLATES), "autoescape": select_autoescape(["html"]),
+            "extensions": ["jinja2.ext.i18n"], "trim_blocks": True, "lstrip_blocks": True}
+
+
 @lru_cache(maxsize=4)
 def environment(language: str) -> Environment:
-    """The Jinja2 environment for ``language`` with its gettext catalog installed."""
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
-    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    """The Jinja2 environment for ``language`` with its gettext catalog installed.
+
+    ``auto_reload`` is off: a template is read and compiled once per process (a Lambda never
+    sees its templates change; restart ``chalice local`` after editing one)."""
+    translations = i18n.translations(language)
+    env = PretranslatedEnvironment(translations, auto_reload=False, **environment_options())
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["money"] = format_cents
     return env
+
+
+@lru_cache(maxsize=64)
+def page_template(name: str, language: str) -> Template:
+    """A compiled page template (kept for the process: no loader lookup per view)."""
+    return environment(language).get_template(name)
 
 
 def secure() -> bool:
@@ -148,7 +218,7 @@ def render(template: str, *, language: str, status: int = 200, cookies: list[str
            **context: Any) -> Response:
     """Render ``template`` in ``language`` with security headers and optional Set-Cookie values."""
     nonce = secrets.token_urlsafe(16)
-    body = environment(language).get_template(template).render(
+    body = page_template(template, language).render(
         nonce=nonce, lang=language, languages=i18n.LANGUAGE_NAMES, **context)
     hdrs: dict[str, Any] = headers(nonce)
     if cookies:

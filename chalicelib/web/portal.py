@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import weakref
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -51,8 +52,16 @@ def _request() -> Any:
     return portal.current_request
 
 
+_parsed_cookies: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 def _cookies() -> dict[str, str]:
-    return pages.read_cookies(_request().headers)
+    """This request's cookies, parsed once per request (a page reads them up to three times)."""
+    request = _request()
+    found = _parsed_cookies.get(request)
+    if found is None:
+        found = _parsed_cookies[request] = pages.read_cookies(request.headers)
+    return found
 
 
 def _language(on_file: str | None = None) -> str:
