@@ -19,7 +19,10 @@ Against DynamoDB Local started here, in one run:
 - peak RSS of a worker process for the 1,000- and the N-guarantor run (flat is the target);
 - the projected time for 100,000 statements with the consumer's SQS maximum concurrency,
   from the per-worker rate measured here (DynamoDB Local shares these 2 cores, so it is a
-  conservative figure for Lambda against DynamoDB).
+  conservative figure for Lambda against DynamoDB);
+- CPU time per statement of the workers and of DynamoDB Local, against the raw page's CPU
+  time: on a machine shared with other work the rates above move with the load, these do not
+  (much), and their quotient is the ratio the run would reach on 2 otherwise idle cores.
 
 Prints ratios; exits 0. Usage: ``.venv/bin/python bench/statements.py [--guarantors N]``.
 """
@@ -115,13 +118,29 @@ def _worker_print(body: dict[str, Any]) -> tuple[float, int, int]:
     return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, made.statements
 
 
-def _worker_page(body: dict[str, Any]) -> tuple[int, int, int]:
+def _worker_page(body: dict[str, Any]) -> tuple[int, int, int, float]:
     """One SQS message, as the Lambda consumer handles it; returns (statements, peak RSS KiB,
-    DynamoDB requests)."""
-    before = _requests[0]
+    DynamoDB requests, CPU seconds of the worker process)."""
+    before, cpu = _requests[0], time.process_time()
     results = statements.statement_run_page(**body)
     made = sum(len(v.split(":", 1)[1].split(",")) for v in results.values() if v.startswith("created:"))
-    return made, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _requests[0] - before
+    return (made, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _requests[0] - before,
+            time.process_time() - cpu)
+
+
+def _emulator_cpu() -> float:
+    """CPU seconds used so far by DynamoDB Local (the child process ``dynamodb_local.running``
+    started), from /proc; 0.0 where there is no /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and b"DynamoDBLocal" in (stat.parent / "cmdline").read_bytes():
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def _warm(_: int) -> int:
@@ -133,7 +152,7 @@ def _run(clinic_id: str, env: dict[str, str], run_date: str) -> dict[str, float]
     ctx = mp.get_context("spawn")
     with ctx.Pool(WORKERS, initializer=_worker_init, initargs=(env,)) as pool:
         pool.map(_warm, range(WORKERS * 4))  # imports and DynamoDB binding happen before the clock starts
-        start = time.perf_counter()
+        start, emulator_cpu, own_cpu = time.perf_counter(), _emulator_cpu(), time.process_time()
         queue.set_sender(sent.extend)
         try:
             statements.statement_run_start(clinic_id=clinic_id, run_date=run_date)
@@ -141,14 +160,17 @@ def _run(clinic_id: str, env: dict[str, str], run_date: str) -> dict[str, float]
             queue.set_sender(None)
         out = pool.map(_worker_page, sent, chunksize=1)
         elapsed = time.perf_counter() - start
+        emulator_cpu, own_cpu = _emulator_cpu() - emulator_cpu, time.process_time() - own_cpu
         print_seconds, print_rss, printed = pool.apply(
             _worker_print, (queue.print_message(clinic_id=clinic_id, run_id=run_date),))
     view = st_selectors.statement_run_get(clinic_id=clinic_id, run_id=run_date)
-    made = sum(m for m, _, _ in out)
+    made = sum(m for m, _, _, _ in out)
     assert made == view.statements_created == printed and view.status == "done", view
     return {"statements": made, "seconds": elapsed, "rate": made / elapsed,
-            "rss_mib": max(r for _, r, _ in out) / 1024, "pages": len(sent),
-            "requests": sum(n for _, _, n in out) / max(made, 1),
+            "rss_mib": max(r for _, r, _, _ in out) / 1024, "pages": len(sent),
+            "requests": sum(n for _, _, n, _ in out) / max(made, 1),
+            "worker_cpu_ms": (sum(c for _, _, _, c in out) + own_cpu) / max(made, 1) * 1000,
+            "emulator_cpu_ms": emulator_cpu / max(made, 1) * 1000,
             "print_seconds": print_seconds, "print_rss_mib": print_rss / 1024}
 
 
@@ -198,27 +220,35 @@ def _raw_doc() -> render.StatementDoc:
         verification_code="ABCD-EFGH", verify_url=f"{PORTAL}/verify")
 
 
-def _raw_worker(seconds: float) -> int:
+def _raw_worker(seconds: float) -> tuple[int, float]:
+    """Pages rendered in ``seconds``, and the CPU seconds they took."""
     doc = _raw_doc()
-    n, end = 0, time.perf_counter() + seconds
+    n, end, cpu = 0, time.perf_counter() + seconds, time.process_time()
     while time.perf_counter() < end:
         render.statement_pdf(doc)
         n += 1
-    return n
+    return n, time.process_time() - cpu
 
 
-def _raw_rate() -> tuple[float, float]:
+def _raw_rate() -> tuple[float, float, float]:
+    """(pages/s in :data:`WORKERS` processes, CPU ms per page, QR make() ms)."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(WORKERS) as pool:
         pool.map(_warm, range(WORKERS * 4))
         start = time.perf_counter()
-        counts = pool.map(_raw_worker, [RAW_SECONDS] * WORKERS, chunksize=1)
+        out = pool.map(_raw_worker, [RAW_SECONDS] * WORKERS, chunksize=1)
         elapsed = time.perf_counter() - start
+    pages = sum(n for n, _ in out)
     url = _raw_doc().qr_url or ""
     n, t = 200, time.perf_counter()
     for _ in range(n):
         render.qr_matrix(url)
-    return sum(counts) / elapsed, (time.perf_counter() - t) / n * 1000
+    return pages / elapsed, sum(c for _, c in out) / pages * 1000, (time.perf_counter() - t) / n * 1000
+
+
+def _size(n: int) -> str:
+    """A run's size as printed: ``300``, ``1k``, ``10k``."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         built = time.perf_counter() - t
         print(f"built {args.small + args.guarantors:,} guarantors through the services with {args.threads} "
               f"threads in {built:.0f} s ({(args.small + args.guarantors) / built:.0f}/s)", flush=True)
-        raw, qr_ms = _raw_rate()
+        raw, raw_cpu, qr_ms = _raw_rate()
         run_small = _run(small, env, "2026-11-29")
         run_big = _run(big, env, "2026-11-29")
-        raw_after, _ = _raw_rate()
-        raw = (raw + raw_after) / 2
+        raw_after, raw_cpu_after, _ = _raw_rate()
+        raw, raw_cpu = (raw + raw_after) / 2, (raw_cpu + raw_cpu_after) / 2
         emulator = _emulator_rate(env["FRONTDESK_TABLE"], endpoint,
                                   threads=WORKERS * statements.PAGE_THREADS)
     concurrency = jobs.MAX_CONCURRENCY
@@ -254,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     projected = 100_000 / (per_worker * concurrency)
     print(f"raw ReportLab + qrcode page, {WORKERS} processes: {raw:.0f} pages/s; qrcode make() "
           f"{qr_ms:.2f} ms (fixed mask)")
-    for label, r in (("1k", run_small), (f"{args.guarantors // 1000}k", run_big)):
+    for label, r in ((_size(args.small), run_small), (_size(args.guarantors), run_big)):
         print(f"statement run {label}: {r['statements']:,.0f} statements in {r['seconds']:.1f} s = "
               f"{r['rate']:.0f}/s over {r['pages']:.0f} pages; worker peak RSS {r['rss_mib']:.0f} MiB")
-    for label, r in (("1k", run_small), (f"{args.guarantors // 1000}k", run_big)):
+    for label, r in ((_size(args.small), run_small), (_size(args.guarantors), run_big)):
         print(f"print files {label} (merged PDF in volumes of {statements.PRINT_VOLUME:,} + manifest, its own "
               f"message): {r['print_seconds']:.1f} s; "
               f"that worker's peak RSS {r['print_rss_mib']:.0f} MiB")
@@ -267,10 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DynamoDB requests per statement: {run_big['requests']:.1f}; raw DynamoDB Local rate {emulator:.0f} "
           f"requests/s -> emulator ceiling {ceiling:.0f} statements/s; the run reaches "
           f"{run_big['rate'] / ceiling:.2f} of it")
+    cpu = run_big["worker_cpu_ms"] + run_big["emulator_cpu_ms"]
+    print(f"CPU per statement: workers and run start {run_big['worker_cpu_ms']:.1f} ms + DynamoDB Local "
+          f"{run_big['emulator_cpu_ms']:.1f} ms = {cpu:.1f} ms, against {raw_cpu:.1f} ms per raw page: "
+          f"S3 ratio if CPU-bound on {WORKERS} otherwise idle cores ~{raw_cpu / cpu:.2f}")
     print(f"projected 100,000 statements: {projected / 60:.1f} min at SQS maximum concurrency {concurrency} "
           f"({per_worker:.0f}/s per worker; target < 15 min)")
-    print(f"worker peak RSS: {run_small['rss_mib']:.0f} MiB at 1k vs {run_big['rss_mib']:.0f} MiB at "
-          f"{args.guarantors // 1000}k (delta {run_big['rss_mib'] - run_small['rss_mib']:+.0f} MiB; target flat, "
+    print(f"worker peak RSS: {run_small['rss_mib']:.0f} MiB at {_size(args.small)} vs {run_big['rss_mib']:.0f} MiB at "
+          f"{_size(args.guarantors)} (delta {run_big['rss_mib'] - run_small['rss_mib']:+.0f} MiB; target flat, "
           f"<= 50 MiB)")
     return 0
 

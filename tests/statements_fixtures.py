@@ -78,12 +78,13 @@ def clinic(**profile_overrides: Any) -> tuple[str, str]:
 
 
 def family(clinic_id: str, *, address: dict[str, str] | None = ADDRESS, patients: int = 1,
-           consent: dict[str, Any] | None = None, email: str | None = "jane@example.com") -> factories.Family:
+           consent: dict[str, Any] | None = None, email: str | None = "jane@example.com",
+           mobile: str | None = None) -> factories.Family:
     """A guarantor with a mailing address and ``patients`` linked patients (the first is 'self')."""
     fac = tenants.facility_create(clinic_id=clinic_id, name="Main", nickname="Main")
     prv = tenants.provider_create(clinic_id=clinic_id, last_name="Welby", npi="1234567893")
     gid = accounts.guarantor_create(clinic_id=clinic_id, first_name="Jane", last_name=f"Doe{next(_n)}",
-                                    email=email, address=address, consent=consent)
+                                    email=email, mobile=mobile, address=address, consent=consent)
     pid = accounts.patient_link(clinic_id=clinic_id, guarantor_id=gid, first_name="Jane", last_name="Doe")
     for i in range(1, patients):
         accounts.patient_link(clinic_id=clinic_id, guarantor_id=gid, first_name=f"Kid{i}", last_name="Doe",

@@ -351,3 +351,35 @@ def test_a_payment_can_be_reversed_after_its_line_went_to_collections():
     b = balances(f)
     assert (b.current_balance, b.collections_balance) == (400, 600)
     verified(f.clinic_id)
+
+
+def _statement_item(f: factories.Family, sid: str):
+    from chalicelib.core import clock
+    from chalicelib.store import keys
+    from chalicelib.store.models import StatementItem
+
+    pk = keys.guarantor_pk(f.clinic_id, f.guarantor_id)
+    return StatementItem(pk, keys.statement_sk(sid), statement_id=sid, statement_date="2026-11-01",
+                         due_date="2026-11-30", account_number=f.guarantor_id, statement_balance=0,
+                         amount_due=0, as_of_seq=0, lines=[], created_at=clock.now())
+
+
+def test_a_snapshot_given_a_stale_balance_read_takes_the_balance_as_it_is_now():
+    """A statement run hands the snapshot the balance its page read; a posting since then makes
+    that read stale: the balance's version condition refuses it and the retry reads afresh."""
+    from chalicelib.store import keys
+    from chalicelib.store.models import BalanceItem
+
+    f = factories.family()
+    factories.patient_owes(f, 6_000)
+    pk = keys.guarantor_pk(f.clinic_id, f.guarantor_id)
+    stale = BalanceItem.get(pk, keys.BALANCE, consistent_read=True)
+    factories.patient_owes(f, 1_500)
+    cents = ledger.statement_snapshot(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id,
+                                      statement=_statement_item(f, "st_stale"), balance_read=stale)
+    assert cents == 7_500 and balances(f).statement_balance == 7_500
+    other = factories.family()
+    with pytest.raises(InvalidInput, match="balance_read"):
+        ledger.statement_snapshot(clinic_id=other.clinic_id, guarantor_id=other.guarantor_id,
+                                  statement=_statement_item(other, "st_x"), balance_read=stale)
+    verified(f.clinic_id)

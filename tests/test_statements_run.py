@@ -178,6 +178,39 @@ def test_guarantor_without_address_gets_an_error_not_a_crash():
     assert (marker.status, marker.reason) == ("error", "no_address")
 
 
+def test_guarantors_with_nothing_open_are_skipped_without_reading_their_accounts(monkeypatch):
+    """Most of a clinic's guarantors owe nothing on a run day: their balance (read with the page)
+    decides, with the same outcome the account read would give, unless a profile that is not
+    billed here could make it ``not_billed_here``."""
+    c = sf.Clock()
+    cid, _ = sf.clinic()
+    owing, paid_up, nothing, credit = (sf.family(cid) for _ in range(4))
+    sf.owes(owing, 1_000)
+    lid = sf.owes(paid_up, 2_000)
+    sf.pay(paid_up, 2_000, {lid: 2_000})
+    sf.pay(credit, 500)  # unapplied funds, nothing open
+    read: list[str] = []
+    real_read = statements.account_read
+
+    def counted(clinic_id, guarantor_id, *args, **kwargs):
+        read.append(guarantor_id)
+        return real_read(clinic_id, guarantor_id, *args, **kwargs)
+
+    monkeypatch.setattr(statements, "account_read", counted)
+    view = run(cid, c.today)
+    assert (view.statements_created, view.skipped) == (1, {"no_balance": 3})
+    assert read == [owing.guarantor_id]
+    # A profile the PM system bills: its guarantors are not_billed_here, so every account is read.
+    statements.statement_profile_save(clinic_id=cid, profile=sf.profile(cid, None, profile_id="pm", runs=False,
+                                                                          is_default=False, pay_link="none"))
+    statements.statement_profile_assign(clinic_id=cid, profile_id="pm", guarantor_id=nothing.guarantor_id)
+    read.clear()
+    c.move(days=1)
+    view = run(cid, c.today)
+    assert view.skipped == {"no_balance": 2, "not_billed_here": 1, "cycle_days": 1}
+    assert sorted(read) == sorted(f.guarantor_id for f in (owing, paid_up, nothing, credit))
+
+
 def test_a_run_started_twice_at_once_makes_one_set_of_statements():
     c = sf.Clock()
     cid, _ = sf.clinic()
@@ -361,11 +394,11 @@ def test_a_statement_is_one_read_and_one_transaction_that_also_stores_its_pay_li
         assert run(cid, c.today).statements_created == 3
     finally:
         render_patch.undo()
-    # The account read, the snapshot's balance read, one transaction; the links' group is read
-    # once per page (by the first guarantor); no link write of its own (the links ride in the
-    # snapshot transaction).
-    assert per_guarantor[0] == {"Query": 1, "GetItem": 2, "TransactWriteItems": 1}
-    assert per_guarantor[1:] == [{"Query": 1, "GetItem": 1, "TransactWriteItems": 1}] * 2
+    # The account read and one transaction (the snapshot uses the balance the page read); the
+    # links' group is read once per page (by the first guarantor); no link write of its own
+    # (the links ride in the snapshot transaction).
+    assert per_guarantor[0] == {"Query": 1, "GetItem": 1, "TransactWriteItems": 1}
+    assert per_guarantor[1:] == [{"Query": 1, "TransactWriteItems": 1}] * 2
     assert request_log.operations["TransactWriteItems"] == 3 + 1  # the statements and the page's close
     for f in families:
         with clinic_scope(cid):

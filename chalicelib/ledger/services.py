@@ -315,6 +315,7 @@ def statement_snapshot(
     statement: StatementItem,
     also: Also | None = None,
     held: Mapping[str, int] | None = None,
+    balance_read: BalanceItem | None = None,
 ) -> int:
     """Store ``statement`` and make it the guarantor's latest, in one transaction.
 
@@ -330,7 +331,9 @@ def statement_snapshot(
     conditioned on the value read), as in :func:`entry_post`; ``seq`` is the entry sequence the
     snapshot covers, so a caller that computed figures from its own read can refuse a stale
     one by raising. If one of those items fails its condition, ConditionFailed(keys) is raised
-    and nothing is written.
+    and nothing is written. ``balance_read``: the caller's own read of the balance item, used
+    for the first try instead of a new read (a statement run reads a page's balances together);
+    the balance's version condition refuses it if it is stale, and the retry reads afresh.
     """
     pk = keys.guarantor_pk(clinic_id, guarantor_id)
     if statement.pk != pk:
@@ -339,10 +342,15 @@ def statement_snapshot(
     if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in held.values()):
         raise InvalidAmount("held amounts must be non-negative integer cents")
     for attempt in range(MAX_ATTEMPTS):
-        try:
-            balance = BalanceItem.get(pk, keys.BALANCE, consistent_read=True)
-        except BalanceItem.DoesNotExist:
-            raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
+        if attempt == 0 and balance_read is not None:
+            if balance_read.pk != pk or balance_read.sk != keys.BALANCE:
+                raise InvalidInput("balance_read must be the guarantor's balance")
+            balance = balance_read
+        else:
+            try:
+                balance = BalanceItem.get(pk, keys.BALANCE, consistent_read=True)
+            except BalanceItem.DoesNotExist:
+                raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
         totals = dict(balance.totals)
         current = max(0, totals.get(PAT_OPEN, 0) - totals.get(ESCROW, 0) - sum(held.values()))
         for since in ("paid_since", "credits_since", "new_since"):

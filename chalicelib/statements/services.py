@@ -6,9 +6,13 @@ A statement run is one :class:`StatementRunItem` per clinic and local run date (
 put), enumerated into pages of guarantor ids (resumable from a cursor), each page processed by
 :func:`statement_run_page` inline or from SQS. A guarantor's statement(s), the run's marker in
 the guarantor's collection, the dunning count (conditioned on the value read), the statement-id
-reference and the verification lookup are written in the ledger's snapshot transaction
-(:func:`chalicelib.ledger.services.statement_snapshot`), so a redelivered page, a crashed
-worker or a run started twice never makes two statements for one guarantor in one run.
+reference, the verification lookup, the printed pay links and the statement's notifications
+(balance notice and reminders, :class:`chalicelib.notify.services.StatementNotices`) are written
+in the ledger's snapshot transaction (:func:`chalicelib.ledger.services.statement_snapshot`),
+so a redelivered page, a crashed worker or a run started twice never makes two statements for
+one guarantor in one run, nor queues a statement's notifications twice. A run statement costs
+one Query (the account), the snapshot's balance read and that one transaction; the page reads
+its balances and markers in BatchGetItems, and its configuration once.
 
 PDFs, CSV manifests and the statement documents carry PHI (names, addresses): never log them.
 Outcomes and reasons are codes (``cycle_days``, ``no_address``, ...), never personal data.
@@ -82,6 +86,10 @@ PAGE_SIZE = 100
 PAGE_THREADS = 4
 #: Per-patient statements for one guarantor live in one transaction (100 items at most).
 MAX_ACCOUNTS = 15
+#: Items in one TransactWriteItems (DynamoDB's limit).
+TX_MAX_ITEMS = 100
+#: Items :func:`chalicelib.ledger.services.statement_snapshot` adds after the caller's (the balance).
+SNAPSHOT_OWN_ITEMS = 1
 #: A presigned PDF URL lives this long (seconds): enough to open it, too short to share.
 PDF_URL_SECONDS = 300
 BILL_ATTEMPTS = 3
@@ -212,6 +220,12 @@ class ClinicContext:
     def guarantor_profile(self, profile_id: str | None) -> StatementProfile | None:
         """The guarantor's own profile, else the default."""
         return (self.profiles.get(profile_id) if profile_id else None) or self.default
+
+    @property
+    def runs_everyone(self) -> bool:
+        """True when every guarantor has a profile billed from here (a default, and every
+        profile ``runs``): then no guarantor's outcome depends on which profile is theirs."""
+        return self.default is not None and all(p.runs for p in self.profiles.values())
 
 
 def clinic_context(clinic_id: str) -> ClinicContext:
@@ -449,10 +463,11 @@ class _Stale(Exception):
 
 @dataclass(frozen=True)
 class Issued:
-    """Statements issued for one guarantor (ids in account order)."""
+    """Statements issued for one guarantor (ids in account order), and the notifications written
+    in their transaction (None: not written with them, e.g. they would not fit)."""
 
     statement_ids: tuple[str, ...]
-    existed: bool = False
+    notices: notify.PreparedNotices | None = None
 
 
 def _patient_name(acct: AccountRead, patient_id: str) -> str:
@@ -511,17 +526,22 @@ def _document(ctx: ClinicContext, acct: AccountRead, plan: Plan, account: Accoun
 
 
 def _commit(clinic_id: str, acct: AccountRead, plan: Plan, records: list[StatementRecordItem],
-            marker: StatementRunMarkerItem | None, pay_links: Sequence[links.PreparedLink] = ()) -> None:
+            marker: StatementRunMarkerItem | None, pay_links: Sequence[links.PreparedLink] = (),
+            notices: notify.PreparedNotices | None = None) -> bool:
     """The snapshot transaction: the first record through the ledger, the rest with the marker,
-    the dunning count (conditioned on the value read), references, verification lookups and
-    the printed pay links (so a link exists only for a statement that was issued; the balance
-    update in the same transaction proves the guarantor exists)."""
+    the dunning count (conditioned on the value read), references, verification lookups, the
+    printed pay links (so a link exists only for a statement that was issued; the balance
+    update in the same transaction proves the guarantor exists) and, when they fit in the
+    transaction's 100 items, the statement's notifications (``notices``, built with the dunning
+    count written here). Returns True when the notifications were written."""
     guarantor = acct.guarantor
     read_seq = int(acct.balance.last_seq)
     old_dunning = int(guarantor.dunning_count or 0)
     pk = keys.guarantor_pk(clinic_id, guarantor.guarantor_id)
+    written = [False]
 
     def also(tx: Tx, seq: int) -> None:
+        written[0] = False
         if seq != read_seq:
             raise _Stale()
         for record in records[1:]:
@@ -543,9 +563,14 @@ def _commit(clinic_id: str, acct: AccountRead, plan: Plan, records: list[Stateme
                                            statement_id=record.statement_id, statement_date=record.statement_date))
         for link in pay_links:
             links.LinkIssuer.add_to(tx, link)
+        if (notices is not None and notices.items
+                and len(tx) + len(notices.items) + SNAPSHOT_OWN_ITEMS <= TX_MAX_ITEMS):
+            notify.StatementNotices.add_to(tx, notices)
+            written[0] = True
 
     ledger.statement_snapshot(clinic_id=clinic_id, guarantor_id=guarantor.guarantor_id, statement=records[0],
-                              also=also, held=plan.held)
+                              also=also, held=plan.held, balance_read=acct.balance)
+    return written[0]
 
 
 def _record(clinic_id: str, acct: AccountRead, plan: Plan, account: AccountPlan, *, statement_id: str,
@@ -584,8 +609,8 @@ def _pay_links(issuer: links.LinkIssuer, guarantor_id: str, profile: StatementPr
 
 
 def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, statement_date: date,
-           issuer: links.LinkIssuer) -> Issued:
-    """Links, PDFs and the snapshot transaction for a planned run statement."""
+           issuer: links.LinkIssuer, notices: notify.StatementNotices) -> Issued:
+    """Links, PDFs, notifications and the snapshot transaction for a planned run statement."""
     assert plan.profile is not None
     clinic_id = ctx.clinic_id
     gid = acct.guarantor.guarantor_id
@@ -610,8 +635,10 @@ def _issue(ctx: ClinicContext, acct: AccountRead, plan: Plan, *, run_id: str, st
     marker = StatementRunMarkerItem(keys.guarantor_pk(clinic_id, gid), keys.statement_run_marker_sk(run_id),
                                     run_id=run_id, status="created", statement_ids=[r.statement_id for r in records],
                                     created_at=clock.now())
-    _commit(clinic_id, acct, plan, records, marker, pay_links)
-    return Issued(tuple(r.statement_id for r in records))
+    messages = notices.prepare(guarantor=acct.guarantor, statement=records[0], dunning_count=plan.dunning,
+                               schedule_id=plan.profile.notification_schedule_id)
+    written = _commit(clinic_id, acct, plan, records, marker, pay_links, messages)
+    return Issued(tuple(r.statement_id for r in records), messages if written else None)
 
 
 def _marker_outcome(marker: StatementRunMarkerItem) -> str:
@@ -666,11 +693,14 @@ def _marker_statement(clinic_id: str, guarantor_id: str, marker: StatementRunMar
 
 def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, statement_date: date,
                     balance: BalanceItem | None, marker: StatementRunMarkerItem | None,
-                    issuer: links.LinkIssuer) -> str:
+                    issuer: links.LinkIssuer, notices: notify.StatementNotices) -> str:
     """One guarantor of a run: an outcome code ``created:<ids>``, ``skipped:<reason>`` or
-    ``error:<reason>``. Safe to repeat: the run's marker decides, and an electronic statement's
-    notifications are queued (again, idempotently) on every pass that finds it created. Raises
-    TryAgainLater when the account kept changing under it (the page is retried)."""
+    ``error:<reason>``. Safe to repeat: the run's marker decides. A new statement's
+    notifications are written in its snapshot transaction (else queued right after it), and
+    queued again, idempotently, on every pass that finds it created (a resumed page). A
+    guarantor whose balance shows nothing open is ``skipped:no_balance`` without reading the
+    account (when :attr:`ClinicContext.runs_everyone`). Raises TryAgainLater when the account
+    kept changing under it (the page is retried)."""
     clinic_id = ctx.clinic_id
     for attempt in range(BILL_ATTEMPTS):
         if marker is not None:
@@ -678,6 +708,10 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
             return _marker_outcome(marker)
         if balance is None:
             return "skipped:unknown_guarantor"
+        if balance.totals.get(PAT_OPEN, 0) <= 0 and ctx.runs_everyone:
+            # The ledger keeps every line's open amount >= 0 and the total is their sum: no line
+            # is open, so the account read could only end in no_balance (plan_statement).
+            return "skipped:no_balance"
         try:
             acct = account_read(clinic_id, guarantor_id, balance)
         except UnknownGuarantor:
@@ -694,7 +728,8 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
         if plan.error:
             return _error_marker(clinic_id, guarantor_id, run_id, plan.error)
         try:
-            issued = _issue(ctx, acct, plan, run_id=run_id, statement_date=statement_date, issuer=issuer)
+            issued = _issue(ctx, acct, plan, run_id=run_id, statement_date=statement_date, issuer=issuer,
+                            notices=notices)
         except ConditionFailed as failed:
             marker_sk = keys.statement_run_marker_sk(run_id)
             if marker_sk in failed.keys:
@@ -704,7 +739,9 @@ def _bill_guarantor(ctx: ClinicContext, guarantor_id: str, *, run_id: str, state
         except (_Stale, AlreadyExists):
             pass
         else:
-            if acct.guarantor.email or acct.guarantor.mobile:  # else nothing to send it to
+            if issued.notices is not None:
+                notify.StatementNotices.committed(issued.notices)
+            elif acct.guarantor.email or acct.guarantor.mobile:  # they did not fit in its transaction
                 _notify_statement(ctx, guarantor_id, issued.statement_ids[0], plan.profile)
             return "created:" + ",".join(issued.statement_ids)
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
@@ -882,6 +919,7 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
             found[(it.pk, it.sk)] = it
 
     issuer = links.LinkIssuer(clinic_id)  # each group's link lifetimes read once per page
+    notices = notify.StatementNotices(clinic_id)  # each reminder schedule read once per page
 
     def bill(gid: str) -> str:
         gpk = keys.guarantor_pk(clinic_id, gid)
@@ -891,7 +929,7 @@ def statement_run_page(*, clinic_id: str, run_id: str, page: int) -> dict[str, s
             return _bill_guarantor(ctx, gid, run_id=run_id, statement_date=day,
                                    balance=balance if isinstance(balance, BalanceItem) else None,
                                    marker=marker if isinstance(marker, StatementRunMarkerItem) else None,
-                                   issuer=issuer)
+                                   issuer=issuer, notices=notices)
 
     with ThreadPoolExecutor(PAGE_THREADS) as pool:
         results = dict(zip(ids, pool.map(bill, ids), strict=True))
@@ -1313,6 +1351,7 @@ def balance_notices_bill(*, clinic_id: str, limit: int = NOTICES_PER_CALL) -> di
     day = _local_date(ctx)
     run_id = f"notice-{day.isoformat()}"
     issuer = links.LinkIssuer(clinic_id)
+    notices = notify.StatementNotices(clinic_id)
     counts: dict[str, int] = defaultdict(int)
     for due in BalanceNoticeItem.gsi1.query(keys.notices_due_gsi1pk(clinic_id), limit=limit):
         if not isinstance(due, BalanceNoticeItem):
@@ -1325,7 +1364,7 @@ def balance_notices_bill(*, clinic_id: str, limit: int = NOTICES_PER_CALL) -> di
         outcome = _bill_guarantor(ctx, due.guarantor_id, run_id=run_id, statement_date=day,
                                   balance=balance if isinstance(balance, BalanceItem) else None,
                                   marker=marker if isinstance(marker, StatementRunMarkerItem) else None,
-                                  issuer=issuer)
+                                  issuer=issuer, notices=notices)
         counts[outcome.split(":", 1)[0]] += 1
         try:
             due.update(actions=[BalanceNoticeItem.gsi1pk.remove(), BalanceNoticeItem.gsi1sk.remove()],
