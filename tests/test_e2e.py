@@ -105,7 +105,7 @@ def test_demo_pipeline_then_a_patient_pays_from_a_printed_link(browser, tmp_path
             assert format_cents(due) in page.inner_text("main")
             if page.evaluate("document.documentElement.lang") != "en":  # the guarantor's language
                 page.get_by_role("link", name="English").click()
-                page.wait_for_url(f"{base}/pay")
+                expect(page.locator("html")).to_have_attribute("lang", "en")  # the new page, not the URL
             page.get_by_role("button", name="Continue to payment").click()
             page.wait_for_url(re.compile(r".*/sandbox-processor/pay/.*"))
             page.get_by_label("Card number").fill("4242 4242 4242 4242")

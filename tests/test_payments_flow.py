@@ -393,3 +393,123 @@ def test_two_tabs_cannot_both_pay_the_same_balance():
         services.payment_attempt_start(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, attempt_key=ps.key(),
                                        amount_choice="current_balance")
     ps.verified(p.clinic_id)
+
+
+# --- abandoned pages under pressure (review) --------------------------------------------------------
+
+CARD = {"card_number": "4242424242424242", "expiry": "12/30", "cvc": "123", "postal": "10001"}
+CARD_3DS = {"card_number": "4000002500003155", "expiry": "12/30", "cvc": "123", "postal": "10001"}
+
+
+def _attempt(p: ps.Payer, key: str):
+    return selectors.attempt_get(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, attempt_key=key)
+
+
+def test_two_new_payments_at_once_after_an_abandoned_page_leave_one_payable_page():
+    import threading
+
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    out: list[object] = []
+    barrier = threading.Barrier(3)
+
+    def start():
+        barrier.wait()
+        try:
+            out.append(_start_page(p))
+        except Exception as exc:  # the outcome is what is checked
+            out.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pages = [o for o in out if not isinstance(o, Exception)]
+    assert len(pages) == 1, out
+    assert all(isinstance(o, PaymentInProgress) for o in out if isinstance(o, Exception)), out
+    assert _attempt(p, first.attempt_key).status == "canceled"
+    for page in [first, *pages]:  # the guarantor pays every page still open in the browser
+        ps.sandbox().page_submit(str(page.processor_reference), CARD)
+    assert len(ps.sandbox().charges) == 1
+    ps.verified(p.clinic_id)
+
+
+def test_an_abandoned_page_paid_at_the_moment_of_its_cancel_posts_and_the_new_payment_is_refused(monkeypatch):
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    box = ps.sandbox()
+    real_cancel = box.payment_cancel
+
+    def paid_first(**kw):
+        box.page_submit(str(first.processor_reference), CARD)  # the guarantor's click wins the race
+        return real_cancel(**kw)
+
+    monkeypatch.setattr(box, "payment_cancel", paid_first)
+    with pytest.raises(PaymentNotAllowed, match="no balance"):
+        _start_page(p)
+    assert _attempt(p, first.attempt_key).status == "succeeded" and ps.balances(p).current_balance == 0
+    assert len(box.charges) == 1
+    ps.verified(p.clinic_id)
+
+
+def test_a_page_waiting_on_3d_secure_that_we_recorded_is_abandoned_like_any_unpaid_page():
+    """A hosted page where the card went into a 3-D Secure challenge nobody finished: whether or
+    not we have recorded the ``requires_action`` state yet (webhook / return page), a new payment
+    after two minutes cancels it, and only one charge can happen."""
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    box = ps.sandbox()
+    box.page_submit(str(first.processor_reference), CARD_3DS)
+    recorded = services.payment_attempt_complete(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id,
+                                                 attempt_key=first.attempt_key)
+    assert recorded.status == "requires_action"
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    second = _start_page(p)
+    assert second.status == "processing" and second.redirect_url
+    assert _attempt(p, first.attempt_key).status == "canceled"
+    box.challenge_submit(str(first.processor_reference), passed=True)  # too late: canceled there
+    box.page_submit(str(second.processor_reference), CARD)
+    assert len(box.charges) == 1
+    ps.verified(p.clinic_id)
+
+
+def test_a_page_in_a_3d_secure_challenge_not_yet_recorded_is_canceled_and_charges_once():
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    box = ps.sandbox()
+    box.page_submit(str(first.processor_reference), CARD_3DS)  # no webhook, no return yet
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    second = _start_page(p)
+    assert _attempt(p, first.attempt_key).status == "canceled"
+    box.challenge_submit(str(first.processor_reference), passed=True)
+    box.page_submit(str(second.processor_reference), CARD)
+    assert len(box.charges) == 1
+    ps.verified(p.clinic_id)
+
+
+def test_an_abandoned_portal_page_gives_way_to_a_staff_office_payment():
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = _start_page(p)
+    services.batch_open(clinic_id=p.clinic_id, user_id="u_1")
+    at = datetime(2026, 12, 1, 17, 3, tzinfo=UTC)
+    office = services.office_card_payment_start(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, user_id="u_1",
+                                                attempt_key=ps.key(), amount_cents=5_000)
+    assert office.status == "processing" and office.redirect_url
+    assert _attempt(p, first.attempt_key).status == "canceled"
+    ps.sandbox().page_submit(str(first.processor_reference), CARD)
+    ps.sandbox().page_submit(str(office.processor_reference), CARD)
+    assert len(ps.sandbox().charges) == 1
+    ps.verified(p.clinic_id)

@@ -72,7 +72,7 @@ from chalicelib.notify.outbox import note as outbox_note
 from chalicelib.notify.settings import NotifySettings, ReminderRule, rules_for_level, rules_parse, rules_to_json
 from chalicelib.notify.settings import settings_parse as notify_settings_parse
 from chalicelib.store import keys
-from chalicelib.store.db import Tx, TxFailed, clinic_scope, clinic_scoped
+from chalicelib.store.db import RETRYABLE_REASONS, Tx, TxFailed, clinic_scope, clinic_scoped
 from chalicelib.store.models import BalanceItem, GuarantorItem, Item, StatementItem
 from chalicelib.store.models_notify import (
     ContactPointItem,
@@ -961,7 +961,9 @@ def _claim_all(claims: dict[int, _Claim], now: datetime, lease_seconds: int) -> 
             tx.commit()
             return dropped
         except TxFailed as exc:
-            if exc.retryable or not any(set(c.keys()) & set(exc.failed) for c in claims.values()):
+            # Only condition failures say who lost; a conflict on any item retries the delivery.
+            if exc.retryable or set(exc.failed.values()) & RETRYABLE_REASONS \
+                    or not any(set(c.keys()) & set(exc.failed) for c in claims.values()):
                 raise
             for n, claim in list(claims.items()):
                 failed = set(claim.keys()) & set(exc.failed)

@@ -466,13 +466,18 @@ def _start(*, clinic_id: str, guarantor_id: str, attempt_key: str, choice: str, 
     return _claim_and_drive(ctx, item, hold=hold, figures=figures)
 
 
+#: The attempt states of a hosted page that :func:`_abandoned_release` may cancel.
+_ABANDONABLE = frozenset({AttemptStatus.PROCESSING.value, AttemptStatus.REQUIRES_ACTION.value})
+
+
 def _abandoned_release(ctx: _Ctx, pk: str, hold: PaymentHoldItem | None, *, except_key: str,
                        now: datetime) -> bool:
     """Settle the guarantor's hosted card pages that hold the balance and were left unpaid for
-    ``ABANDONED_AFTER_SECONDS``: each is asked of the processor and canceled there if still
-    unpaid (a page paid meanwhile posts instead), which releases its hold. True when any was
-    settled, so the caller re-reads the hold and the balance. Attempts of ``except_key``'s own
-    split group are left alone. Raises ProcessorUnavailable and storage errors."""
+    ``ABANDONED_AFTER_SECONDS`` (still open, or stopped at a 3-D Secure challenge, recorded or
+    not): each is asked of the processor and canceled there if still unpaid (a page paid
+    meanwhile posts instead), which releases its hold. True when any was settled, so the caller
+    re-reads the hold and the balance. Attempts of ``except_key``'s own split group are left
+    alone. Raises ProcessorUnavailable and storage errors."""
     settled = False
     for key, entry in _holds(hold).items():
         if key == except_key or key.startswith(f"{except_key}.") or entry.get("u", 0) <= int(now.timestamp()):
@@ -481,11 +486,13 @@ def _abandoned_release(ctx: _Ctx, pk: str, hold: PaymentHoldItem | None, *, exce
             other = AttemptItem.get(pk, keys.attempt_sk(key), consistent_read=True)
         except AttemptItem.DoesNotExist:
             continue
-        if other.status != AttemptStatus.PROCESSING.value or other.flow != "hosted" or not other.redirect_url \
+        # A page whose card went into a 3-D Secure challenge nobody finished is just as unpaid,
+        # whether or not its ``requires_action`` was recorded yet (webhook, return page).
+        if other.status not in _ABANDONABLE or other.flow != "hosted" or not other.redirect_url \
                 or (now - other.created_at).total_seconds() < ABANDONED_AFTER_SECONDS:
             continue
         other_ctx = ctx if other.group_id == ctx.group_id else _context(ctx.clinic_id, other.group_id)
-        settled |= _complete(other_ctx, other, stuck=True, abandoned=True).status != AttemptStatus.PROCESSING.value
+        settled |= _complete(other_ctx, other, stuck=True, abandoned=True).status not in _ABANDONABLE
     return settled
 
 
