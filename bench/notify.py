@@ -15,7 +15,9 @@ In one run, against DynamoDB Local started here and moto's SES and SNS in proces
 The work queue is the embedded default's in-process queue (moto's SQS slows with depth and
 would measure moto, SERVERLESS-PERF-REL.md §5.2); workers take ten items at a time, as one SQS
 delivery to the Lambda.
-Prints the ratio (target ≥ 0.5), requests per message, and the limiter's window; exits 0.
+Prints the ratio (target ≥ 0.5), the CPU per message of this process and of DynamoDB Local
+(which shares the cores: the ceiling it puts on the ratio), requests per message, and the
+limiter's window; exits 0.
 Usage: ``PYTHONPATH=. .venv/bin/python bench/notify.py [--guarantors N] [--workers W]``.
 """
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3
 from moto import mock_aws
 
+from bench import emulator
 from chalicelib import dynamodb_local
 from chalicelib.accounts import services as accounts
 from chalicelib.core import clock
@@ -163,6 +166,8 @@ def main() -> int:
         fan: list[float] = []
         raw: list[float] = []
         same: list[float] = []
+        fan_cpu: list[tuple[float, float]] = []  # (our process, DynamoDB Local) CPU s per message
+        raw_cpu: list[float] = []
         ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="local",
                            aws_secret_access_key="local")
         per_message: dict[str, float] = {}
@@ -175,13 +180,14 @@ def main() -> int:
             services.messages_due_fanout(clinic_id=cid, at=DUE - timedelta(hours=1))
             clock.set_source(lambda: DUE + timedelta(minutes=1))
             ops.clear()
-            start = time.perf_counter()
+            start, cpu, emu = time.perf_counter(), time.process_time(), emulator.cpu_seconds()
             found = services.messages_due_fanout(clinic_id=cid, at=DUE + timedelta(minutes=1))
             sent = _drain(args.workers)
             fan.append(sent / (time.perf_counter() - start))
+            fan_cpu.append(((time.process_time() - cpu) / sent, (emulator.cpu_seconds() - emu) / sent))
             assert found.enqueued == sent == 2 * args.guarantors, (found, sent)
             per_message = {op: c / sent for op, c in ops.items()}
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(args.guarantors):
                 ses.send_email(Source=SENDER, Destination={"ToAddresses": [f"raw{rep}x{i}@example.com"]},
                                Message={"Subject": {"Data": rendered.subject or ""},
@@ -189,6 +195,7 @@ def main() -> int:
                                                  "Html": {"Data": rendered.html or ""}}})
                 sns.publish(PhoneNumber=f"+1666{rep:02d}{i:05d}", Message=sms_text)
             raw.append(2 * args.guarantors / (time.perf_counter() - start))
+            raw_cpu.append((time.process_time() - cpu) / (2 * args.guarantors))
             shape = {op: round(c * queue.BATCH) for op, c in per_message.items() if c * queue.BATCH >= 0.5}
             batches = 2 * args.guarantors // queue.BATCH
             start = time.perf_counter()
@@ -223,6 +230,13 @@ def main() -> int:
     m = statistics.median(same)
     print(f"  raw boto3 loop making the same DynamoDB and provider calls ({args.workers} threads): "
           f"{m:8.1f} messages/s; ratio {f / m:.3f} (B7 target >= 0.7)")
+    ours = statistics.median(c for c, _ in fan_cpu) * 1000
+    emu = statistics.median(e for _, e in fan_cpu) * 1000
+    send = statistics.median(raw_cpu) * 1000
+    cores = os.cpu_count() or 1
+    print(f"  CPU per message: this process {ours:.2f} ms (its moto provider call included) + DynamoDB Local "
+          f"{emu:.2f} ms, against {send:.2f} ms per raw send (one thread); with both on {cores} cores the "
+          f"ratio cannot pass {send * cores / (ours + emu):.2f}")
     print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"  DynamoDB requests per message: {sum(per_message.values()):.2f} "
           f"{ {k: round(v, 2) for k, v in sorted(per_message.items())} }")

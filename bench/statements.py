@@ -43,6 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import emulator
 from chalicelib import dynamodb_local
 from chalicelib.accounts import services as accounts
 from chalicelib.core import config
@@ -128,21 +129,6 @@ def _worker_page(body: dict[str, Any]) -> tuple[int, int, int, float]:
             time.process_time() - cpu)
 
 
-def _emulator_cpu() -> float:
-    """CPU seconds used so far by DynamoDB Local (the child process ``dynamodb_local.running``
-    started), from /proc; 0.0 where there is no /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid() and b"DynamoDBLocal" in (stat.parent / "cmdline").read_bytes():
-                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def _warm(_: int) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -152,7 +138,7 @@ def _run(clinic_id: str, env: dict[str, str], run_date: str) -> dict[str, float]
     ctx = mp.get_context("spawn")
     with ctx.Pool(WORKERS, initializer=_worker_init, initargs=(env,)) as pool:
         pool.map(_warm, range(WORKERS * 4))  # imports and DynamoDB binding happen before the clock starts
-        start, emulator_cpu, own_cpu = time.perf_counter(), _emulator_cpu(), time.process_time()
+        start, emulator_cpu, own_cpu = time.perf_counter(), emulator.cpu_seconds(), time.process_time()
         queue.set_sender(sent.extend)
         try:
             statements.statement_run_start(clinic_id=clinic_id, run_date=run_date)
@@ -160,7 +146,7 @@ def _run(clinic_id: str, env: dict[str, str], run_date: str) -> dict[str, float]
             queue.set_sender(None)
         out = pool.map(_worker_page, sent, chunksize=1)
         elapsed = time.perf_counter() - start
-        emulator_cpu, own_cpu = _emulator_cpu() - emulator_cpu, time.process_time() - own_cpu
+        emulator_cpu, own_cpu = emulator.cpu_seconds() - emulator_cpu, time.process_time() - own_cpu
         print_seconds, print_rss, printed = pool.apply(
             _worker_print, (queue.print_message(clinic_id=clinic_id, run_id=run_date),))
     view = st_selectors.statement_run_get(clinic_id=clinic_id, run_id=run_date)
