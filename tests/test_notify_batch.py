@@ -10,6 +10,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import urllib3
 
 from chalicelib.notify import context, queue, selectors, services
 from chalicelib.notify.outbox import MessageRef, transition
@@ -432,3 +433,52 @@ def test_a_claim_cancelled_for_one_lost_race_and_one_conflict_retries_the_confli
     again = services.work_items_handle(bodies=[q.body for q in qs])
     assert [r.status for r in again] == ["sent"] * 3
     assert len(_sent_lines(outbox)) == 3
+
+
+def test_a_cap_refund_whose_answer_is_lost_gives_back_one_slot_not_two(outbox, monkeypatch):
+    """A throttled send gives its cap slot back in the same transaction as its status change;
+    DynamoDB applies it, the answer is lost and the SDK retries: the transaction's request token
+    makes the retry a no-op (a separate decrement would run twice and free a slot the sent
+    message still holds)."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.notify.channels.base import SendRetryable
+    from chalicelib.store import db
+    from chalicelib.store.keys import SEND_CAP_PREFIX
+
+    clock = ns.Clock(ns.utc(2026, 11, 30, 16, 0))
+    cid = ns.clinic()
+    p = ns.payer(cid)
+    sent = _queue(cid, p, "email", "r1", kind="reminder")
+    throttled = _queue(cid, p, "email", "r2", kind="reminder")
+    queue.LOCAL.clear()
+    assert [r.status for r in services.work_items_handle(bodies=[sent.body])] == ["sent"]
+    assert _cap_used(cid, p, "email", clock.at) == (1, 1)
+    http = urllib3.PoolManager()
+    lost = [0]
+
+    def lose_answer(request, **_):  # armed once the provider refused: the next cap write is the refund
+        if lost[0] or SEND_CAP_PREFIX.encode() not in (request.body or b""):
+            return None
+        lost[0] += 1
+        http.request(request.method, request.url, body=request.body, headers=dict(request.headers))
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    events = db.connection().client.meta.events
+
+    faulty = _Faulty(monkeypatch)
+    faulty.plan[throttled.ref.message_id] = SendRetryable("throttled", retry_after=60)
+    real_not_accepted = services._not_accepted
+
+    def arm(*args, **kwargs):
+        events.register("before-send.dynamodb", lose_answer, unique_id="refund-lost")
+        return real_not_accepted(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_not_accepted", arm)
+    try:
+        [result] = services.work_items_handle(bodies=[throttled.body])
+    finally:
+        events.unregister("before-send.dynamodb", unique_id="refund-lost")
+    assert lost == [1] and result.status == "retry"
+    assert _cap_used(cid, p, "email", clock.at) == (1, 1)  # the sent reminder still holds its slot
+    assert _status(throttled) == "queued"

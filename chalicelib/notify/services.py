@@ -655,26 +655,42 @@ def _cap_plan(pk: str, channel: str, settings: NotifySettings, current: SendCapI
     return item, actions, condition
 
 
-def _cap_refund(clinic_id: str, guarantor_id: str, channel: str, taken_at: datetime) -> None:
-    """Give back a cap slot taken for a send the provider did not accept (throttled, refused),
-    so a retry is not held back by its own failed attempt."""
+def _cap_refund(clinic_id: str, guarantor_id: str, channel: str,
+                taken_at: datetime) -> tuple[SendCapItem, list[Action], Condition]:
+    """The update that gives back a cap slot taken for a send the provider did not accept
+    (throttled, refused), so a retry is not held back by its own failed attempt. Committed with
+    the message's own status change (:func:`_finish`, :func:`_not_accepted`): one transaction,
+    whose request token makes an SDK retry after a lost answer refund once, not twice."""
     week, day = rules.cap_windows(taken_at)
     item = SendCapItem(keys.guarantor_pk(clinic_id, guarantor_id), keys.send_cap_sk(channel, week))
+    return (item, [SendCapItem.day_used.set(SendCapItem.day_used - 1),
+                   SendCapItem.week_used.set(SendCapItem.week_used - 1)],
+            (SendCapItem.day == day) & (SendCapItem.day_used > 0) & (SendCapItem.week_used > 0))
+
+
+def _transition_refunding(ref: MessageRef, refund: tuple[SendCapItem, list[Action], Condition] | None,
+                          **kw: Any) -> None:
+    """``transition(ref, **kw)`` with the cap ``refund`` in the same transaction; without it
+    when only the refund's condition failed (the day rolled over: nothing left to give back).
+    Raises TransitionLost."""
+    if refund is None:
+        transition(ref, **kw)
+        return
     try:
-        item.update(actions=[SendCapItem.day_used.set(SendCapItem.day_used - 1),
-                             SendCapItem.week_used.set(SendCapItem.week_used - 1)],
-                    condition=(SendCapItem.day == day) & (SendCapItem.day_used > 0) & (SendCapItem.week_used > 0))
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        transition(ref, also_update=[refund], **kw)
+    except TxFailed as exc:
+        if exc.retryable:
             raise
+        transition(ref, **kw)
 
 
 def _finish(ref: MessageRef, status: str, reason: str, *, expect: tuple[str, ...] = ("queued",),
-            token: str | None = None) -> SendOutcome:
+            token: str | None = None,
+            refund: tuple[SendCapItem, list[Action], Condition] | None = None) -> SendOutcome:
     try:
-        transition(ref, to=status, expect=expect, reason=reason,
-                   condition=(MessageItem.claim_token == token) if token else None,
-                   review=status == "unknown")
+        _transition_refunding(ref, refund, to=status, expect=expect, reason=reason,
+                              condition=(MessageItem.claim_token == token) if token else None,
+                              review=status == "unknown")
     except TransitionLost:
         return SendOutcome("skipped", "lost_race")
     return SendOutcome(status, reason)
@@ -987,27 +1003,28 @@ def _deliver(claim: _Claim, now: datetime) -> SendOutcome | str:
     try:
         return channels.get(item.channel).send(claim.outgoing)
     except (SendRetryable, SendPermanent) as exc:
-        outcome = _not_accepted(ref, item, claim.token, claim.dhash, exc)
-        if claim.cap_update is not None and claim.guarantor_id:
-            _cap_refund(ref.clinic_id, claim.guarantor_id, item.channel, now)
-        return outcome
+        refund = _cap_refund(ref.clinic_id, claim.guarantor_id, item.channel, now) \
+            if claim.cap_update is not None and claim.guarantor_id else None
+        return _not_accepted(ref, item, claim.token, claim.dhash, exc, refund)
     except SendUnknown as exc:
         return _finish(ref, "unknown", exc.reason, expect=("sending",), token=claim.token)
 
 
 def _not_accepted(ref: MessageRef, item: MessageItem, token: str, dhash: str,
-                  exc: SendRetryable | SendPermanent) -> SendOutcome:
-    """The provider did not take the message: ``failed`` for good, or ``queued`` again."""
+                  exc: SendRetryable | SendPermanent,
+                  refund: tuple[SendCapItem, list[Action], Condition] | None = None) -> SendOutcome:
+    """The provider did not take the message: ``failed`` for good, or ``queued`` again; the
+    cap slot it took (``refund``) is given back in the same write."""
     if isinstance(exc, SendPermanent):
         if exc.contact:
             contacts.suppress(ref.clinic_id, item.channel, dhash, exc.contact, clock.now())
-        return _finish(ref, "failed", exc.reason, expect=("sending",), token=token)
+        return _finish(ref, "failed", exc.reason, expect=("sending",), token=token, refund=refund)
     if item.sensitive or int(item.attempts or 0) + 1 >= MAX_ATTEMPTS:
-        return _finish(ref, "failed", f"gave_up_{exc.reason}"[:60], expect=("sending",), token=token)
+        return _finish(ref, "failed", f"gave_up_{exc.reason}"[:60], expect=("sending",), token=token, refund=refund)
     until = clock.now() + timedelta(seconds=exc.retry_after)
     try:
-        transition(ref, to="queued", expect=("sending",), reason=exc.reason, due_at=until,
-                   condition=MessageItem.claim_token == token)
+        _transition_refunding(ref, refund, to="queued", expect=("sending",), reason=exc.reason, due_at=until,
+                              condition=MessageItem.claim_token == token)
     except TransitionLost:
         return SendOutcome("skipped", "lost_race")
     if exc.retry_after <= 900:
