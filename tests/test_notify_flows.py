@@ -132,8 +132,9 @@ def test_consent_rules_per_channel(outbox):
            for r in selectors.outbox_list(clinic_id=cid, guarantor_id=p.guarantor_id)}
     assert got[(none.guarantor_id, "email")] == ("sent", None)
     assert got[(none.guarantor_id, "sms")] == ("suppressed", "no_consent")
-    assert got[(out.guarantor_id, "email")] == ("suppressed", "opted_out")
-    assert got[(out.guarantor_id, "sms")] == ("suppressed", "opted_out")
+    # Declined at registration is not a STOP (the demo's new user read "opted_out" as one).
+    assert got[(out.guarantor_id, "email")] == ("suppressed", "declined")
+    assert got[(out.guarantor_id, "sms")] == ("suppressed", "declined")
     # A recorded grant (R41: source, disclosure version) opens SMS and sends the confirmation.
     assert services.guarantor_consent_record(clinic_id=cid, guarantor_id=none.guarantor_id, channel="sms",
                                              granted=True, source="portal", actor="ip-hash")

@@ -91,7 +91,7 @@ def test_inbound_keywords_table(body, keyword):
     ({"recorded": "revoked", "profile": True}, (False, "opted_out")),
     ({"recorded": "granted", "profile": False}, (True, "recorded")),
     ({"profile": True}, (True, "profile")),
-    ({"profile": False, "clinic_default": "in"}, (False, "opted_out")),
+    ({"profile": False, "clinic_default": "in"}, (False, "declined")),
     ({"clinic_default": "in"}, (True, "clinic_default")),
     ({"clinic_default": "unset"}, (False, "no_consent")),
     ({"clinic_default": "out"}, (False, "no_consent")),

@@ -234,3 +234,26 @@ def test_completer_schedule_finishes_stuck_attempts(client):
                                  attempt_key=view.attempt_key).status == "succeeded"
     assert len(ps.payment_entries(p)) == 1
     ps.verified(p.clinic_id)
+
+
+def test_the_sandbox_card_page_names_its_test_card_and_closes_once_its_payment_is_over(client):
+    """A new user's findings: the page did not say which card to use, and an abandoned page
+    that was canceled (the guarantor started another payment) still showed a Pay form."""
+    from datetime import UTC, datetime
+
+    p = ps.payer(owes=(5_000,))
+    at = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)
+    clock.set_source(lambda: at)
+    first = services.payment_attempt_start(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id,
+                                           attempt_key=ps.key(), amount_choice="current_balance")
+    page = client.http.get(ps.path_of(str(first.redirect_url)))
+    body = page.body.decode()
+    assert page.status_code == 200 and "4242 4242 4242 4242" in body and 'name="viewport"' in body
+    at = datetime(2026, 12, 1, 17, 5, tzinfo=UTC)
+    second = services.payment_attempt_start(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id,
+                                            attempt_key=ps.key(), amount_choice="current_balance")
+    assert second.redirect_url != first.redirect_url
+    closed = client.http.get(ps.path_of(str(first.redirect_url)))
+    assert closed.status_code == 410 and "Nothing was charged" in closed.body.decode()
+    assert "card_number" not in closed.body.decode()
+    clock.set_source(None)

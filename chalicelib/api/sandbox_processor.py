@@ -42,6 +42,11 @@ def sandbox_pay_page(reference: str) -> Response:
     view = sandbox.page_view(reference) if sandbox else None
     if view is None:
         return _not_found()
+    if view["status"] == "requires_action":  # the card went into its 3-D Secure check
+        return Response(body="", status_code=303, headers={"Location": f"{PAGE_PREFIX}/3ds/{reference}",
+                                                           "Cache-Control": "no-store"})
+    if view["status"] != "requires_payment_method":
+        return _closed(view)
     return _pay_form(view, error=None)
 
 
@@ -105,10 +110,28 @@ def _pay_form(view: dict[str, Any], *, error: str | None, status: int = 200) -> 
                   "<label>Security code <input name=\"cvc\" inputmode=\"numeric\" autocomplete=\"cc-csc\"></label>"
                   f"<button>Pay {amount}</button>")
     return _page("Sandbox card payment", f"{err}<p>Amount: {amount}</p><form method=\"post\" action=\"{action}\">"
-                 f"{fields}</form><p>Sandbox processor: test cards only.</p>", status)
+                 f"{fields}</form>{TEST_CARD_HINT}", status)
+
+
+#: What the sandbox's own page tells a tester (the cards of ``sandbox.TEST_CARDS``).
+TEST_CARD_HINT = ("<p>Sandbox processor: test cards only. Pay with 4242 4242 4242 4242, any future expiry "
+                  "and any 3-digit security code; 4000 0000 0000 0002 is declined; 4000 0025 0000 3155 asks "
+                  "for a 3-D Secure check.</p>")
+
+
+def _closed(view: dict[str, Any]) -> Response:
+    """A page whose payment is no longer open (paid, canceled because the guarantor started
+    another payment, failed): says so instead of showing a form that can only fail."""
+    done = view["status"] == "succeeded"
+    return _page("Payment complete" if done else "This payment page is closed",
+                 "<p>This payment was completed. You can close this page.</p>" if done else
+                 "<p>Nothing was charged on this page. Please go back to the practice's payment link to "
+                 "pay.</p>", 200 if done else 410)
 
 
 def _page(title: str, body: str, status: int) -> Response:
-    doc = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+    doc = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+           f"<title>{html.escape(title)}</title>"
            f"</head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
     return Response(body=doc, status_code=status, headers=HEADERS)

@@ -109,7 +109,7 @@ def consent_decide(*, channel: str, exempt: bool, suppressed: str | None, record
       ``opted_out``) stops every other message.
     - ``recorded``: the contact point's latest consent record (``granted``/``revoked``) decides.
     - ``profile``: the guarantor profile's consent flag for the channel (``True``/``False``,
-      recorded at registration or import); then ``clinic_default`` (``in``/``out``/``unset``,
+      recorded at registration or import; ``False`` reads ``declined``); then ``clinic_default`` (``in``/``out``/``unset``,
       unset meaning out). No consent means no billing SMS (R41).
     """
     if suppressed == "invalid":
@@ -124,8 +124,8 @@ def consent_decide(*, channel: str, exempt: bool, suppressed: str | None, record
         return ConsentDecision(False, "opted_out")
     if recorded == "granted":
         return ConsentDecision(True, "recorded")
-    if profile is False:
-        return ConsentDecision(False, "opted_out")
+    if profile is False:  # declined at registration or import: no STOP was ever received
+        return ConsentDecision(False, "declined")
     if profile is True:
         return ConsentDecision(True, "profile")
     if clinic_default == "in":

@@ -193,7 +193,8 @@ class StatementDelivery:
 
 @clinic_scoped
 def statement_delivery_get(*, clinic_id: str, guarantor_id: str, at: datetime | None = None) -> StatementDelivery:
-    """Electronic unless the guarantor has no usable email: none on file, opted out, or a hard
+    """Electronic unless the guarantor has no usable email: none on file, declined at
+    registration or import, opted out, or a hard
     bounce or complaint older than the clinic's ``paper_after_days`` when
     ``opt_out_on_error`` is on (REFERENCE-PORTAL H4, §3.3). Raises UnknownGuarantor."""
     at = at or clock.now()
@@ -206,7 +207,7 @@ def statement_delivery_get(*, clinic_id: str, guarantor_id: str, at: datetime | 
     if email is None:
         return StatementDelivery("paper", "no_email")
     if contacts.profile_flag(profile.consent, "email") is False:
-        return StatementDelivery("paper", "opted_out")
+        return StatementDelivery("paper", "declined")
     settings = settings_read(clinic_id)
     point = contacts.get(clinic_id, "email", contacts.destination_hash(email))
     if point is not None and point.consent == "revoked":
