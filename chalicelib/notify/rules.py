@@ -109,8 +109,8 @@ def consent_decide(*, channel: str, exempt: bool, suppressed: str | None, record
       ``opted_out``) stops every other message.
     - ``recorded``: the contact point's latest consent record (``granted``/``revoked``) decides.
     - ``profile``: the guarantor profile's consent flag for the channel (``True``/``False``,
-      recorded at registration or import; ``False`` reads ``declined``); then ``clinic_default`` (``in``/``out``/``unset``,
-      unset meaning out). No consent means no billing SMS (R41).
+      recorded at registration or import; ``False`` reads ``declined``); then
+      ``clinic_default`` (``in``/``out``/``unset``, unset meaning out). No consent means no billing SMS (R41).
     """
     if suppressed == "invalid":
         return ConsentDecision(False, "invalid_address")
