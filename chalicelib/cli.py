@@ -1,7 +1,7 @@
 """``python -m chalicelib.cli``: the command line of Frontdesk.
 
 Commands: ``dynamodb-local [--port N]``, ``create-tables``, ``guarantors --json``,
-``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N] [--data DIR]
+``messages --guarantor ID [--clinic ID] [--json]``, ``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N] [--data DIR]
 [--out DIR]``,
 ``statements-run [--clinic ID] [--json]``, ``statement-codes (--guarantors IDS | --statements IDS)
 --clinic ID [--out DIR]``, ``api-key-create --clinic ID [--label TEXT] [--json]``,
@@ -106,6 +106,34 @@ def cmd_guarantors(args: argparse.Namespace) -> int:
             print(f"{r['guarantor_id']}  {r['first_name']} {r['last_name']}: amount due "
                   f"{format_cents(r['amount_due_cents'])}, current balance "
                   f"{format_cents(r['current_balance_cents'])}")
+    return 0
+
+
+def message_rows(guarantor_id: str, clinic_id: str | None) -> list[dict[str, Any]]:
+    """A guarantor's outbox (newest first) for ``messages``: kind, channel, status and its
+    reason, due and sent times (UTC), rule and statement; no bodies or addresses."""
+    from chalicelib.notify import selectors as notify_selectors
+
+    rows = []
+    for cid in [clinic_id] if clinic_id else verify.clinic_ids():
+        for m in notify_selectors.outbox_list(clinic_id=cid, guarantor_id=guarantor_id):
+            rows.append({"clinic_id": cid, "message_id": m.message_id, "kind": m.kind, "channel": m.channel,
+                         "status": m.status, "reason": m.reason, "due_at": m.due_at, "sent_at": m.sent_at,
+                         "rule_id": m.rule_id, "statement_id": m.statement_id})
+    return rows
+
+
+def cmd_messages(args: argparse.Namespace) -> int:
+    _bind()
+    rows = message_rows(args.guarantor, args.clinic)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no messages for guarantor {args.guarantor}")
+    else:
+        for r in rows:
+            why = f" ({r['reason']})" if r["reason"] else ""
+            print(f"{r['due_at']}  {r['kind']:<14} {r['channel']:<5} {r['status']}{why}")
     return 0
 
 
@@ -390,6 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--clinic")
     p.set_defaults(func=cmd_guarantors)
+    p = sub.add_parser("messages", help="a guarantor's notifications: kind, channel, status and why")
+    p.add_argument("--guarantor", required=True)
+    p.add_argument("--clinic")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_messages)
     p = sub.add_parser("ledger-verify", help="recompute every stored balance from the entries")
     p.add_argument("--json", action="store_true")
     p.add_argument("--clinic")

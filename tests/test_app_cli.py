@@ -48,6 +48,35 @@ def test_cli_create_tables_guarantors_and_ledger_verify():
 
 
 @pytest.mark.usefixtures("dynamodb_endpoint")
+def test_cli_messages_lists_a_guarantors_notifications_with_why(tmp_path):
+    """A new user could not see that a payment cancelled the guarantor's reminders."""
+    from datetime import UTC, datetime
+
+    from chalicelib.core import clock
+    from chalicelib.notify import services as notify
+    from tests import notify_support as ns
+
+    with ns.console(tmp_path):
+        clock.set_source(lambda: datetime(2026, 11, 30, 16, 0, tzinfo=UTC))
+        cid = ns.clinic()
+        p = ns.payer(cid)
+        notify.message_queue(clinic_id=cid, guarantor_id=p.guarantor_id, kind="reminder", channel="email",
+                             logical_key="k1", statement_id=ns.statement_id(p),
+                             fields={"due_date": "2026-12-15", "when": "on"},
+                             due_at=datetime(2026, 12, 15, 16, 0, tzinfo=UTC))
+        notify.reminders_cancel(clinic_id=cid, guarantor_id=p.guarantor_id, reason="payment")
+        clock.set_source(None)
+    out = _cli("messages", "--guarantor", p.guarantor_id, "--json")
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads(out.stdout)
+    assert (row["clinic_id"], row["kind"], row["channel"], row["status"], row["reason"]) == (
+        cid, "reminder", "email", "cancelled", "cancelled:payment")
+    text = _cli("messages", "--guarantor", p.guarantor_id, "--clinic", cid)
+    assert "reminder" in text.stdout and "cancelled (cancelled:payment)" in text.stdout and p.email not in text.stdout
+    assert "no messages" in _cli("messages", "--guarantor", "g_nobody", "--clinic", cid).stdout
+
+
+@pytest.mark.usefixtures("dynamodb_endpoint")
 def test_cli_ledger_verify_exits_1_on_a_mismatch():
     f = factories.family()
     lid = factories.patient_owes(f, 1_000)
