@@ -1,8 +1,8 @@
 """``python -m chalicelib.cli``: the command line of Frontdesk.
 
 Commands: ``dynamodb-local [--port N]``, ``create-tables``, ``guarantors --json``,
-``messages --guarantor ID [--clinic ID] [--json]``, ``ledger-verify --json``, ``demo [--no-serve] [--json] [--port N] [--guarantors N] [--data DIR]
-[--out DIR]``,
+``messages --guarantor ID [--clinic ID] [--json]``, ``ledger-verify --json``,
+``demo [--no-serve] [--json] [--port N] [--guarantors N] [--data DIR] [--out DIR]``,
 ``statements-run [--clinic ID] [--json]``, ``statement-codes (--guarantors IDS | --statements IDS)
 --clinic ID [--out DIR]``, ``api-key-create --clinic ID [--label TEXT] [--json]``,
 ``import PATH... [--clinic ID] [--format auto|835|837|fhir|csv] [--dry-run] [--strict] [--json]``.
