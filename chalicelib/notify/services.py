@@ -4,19 +4,24 @@ How a message goes out at most once (SECURITY.md R40, SERVERLESS.md §2.5):
 
 1. It is an outbox row whose id is a digest of its logical key (clinic, owner, kind, channel,
    statement / rule / request), written with ``attribute_not_exists``: planning twice queues once.
-2. :func:`message_send` reads the row, the guarantor's profile and balance (one consistent
-   BatchGetItem) and the contact point, and decides: suppressed (no consent, STOP, bounce,
-   paid, superseded), deferred (quiet hours, frequency cap) or send. Then it renders and
-   **claims** the row ``queued → sending`` with a conditional update (a lease and a claim
-   token) immediately before the one provider call; the pay link and the frequency-cap count
-   are written in the claim's transaction, so a lost claim leaves neither behind. A duplicate
-   delivery, a second worker or a retried Lambda loses the claim and does nothing.
-3. After the call the row becomes ``sent`` (conditioned on the claim token), ``failed``
-   (permanent refusal), ``queued`` again (a refusal that proves nothing was accepted:
-   throttling, quotas) or ``unknown`` (a timeout: it may have gone out).
-4. A process killed between claim and mark leaves ``sending``; after the lease the sweeper
-   moves it to ``unknown`` for review, never back to ``queued`` (SES and SNS take no
-   idempotency key). SES events (tags carry our ids) move ``unknown`` to ``sent``/``delivered``.
+2. A send (:func:`message_send` for one, :func:`work_items_handle` for an SQS delivery of up
+   to ten, whose storage calls are shared) reads the row, the guarantor's profile and balance,
+   the contact point and the cap item (one consistent BatchGetItem) and decides: suppressed
+   (no consent, STOP, bounce, paid, superseded), deferred (quiet hours, frequency cap) or send.
+   Then it renders and **claims** the row ``queued → sending`` with a conditional update (a
+   lease and a claim token) before the provider call; the pay link and the frequency-cap
+   count are written in the claim's transaction (one transaction for the delivery's claims),
+   so a lost claim leaves neither behind. A duplicate delivery, a second worker or a retried
+   Lambda loses the claim and does nothing.
+3. After the call the row becomes ``sent`` (conditioned on the claim token; one transaction
+   for the delivery), ``failed`` (permanent refusal), ``queued`` again (a refusal that proves
+   nothing was accepted: throttling, quotas; its cap slot given back in the same write) or
+   ``unknown`` (a timeout: it may have gone out).
+4. A process killed between claim and mark leaves ``sending`` (at most its delivery's ten);
+   after the lease the sweeper moves it to ``unknown`` for review, never back to ``queued`` by
+   itself (SES and SNS take no idempotency key). SES events (tags carry our ids) move
+   ``unknown`` to ``sent``/``delivered``; staff may resolve it ``sent``, ``failed`` or
+   ``resend`` (:func:`message_review_resolve`).
 
 Every service takes ``clinic_id`` and is ``@clinic_scoped``; times are UTC from
 ``core.clock``; amounts are integer cents. No service logs a body, an address or a code.
