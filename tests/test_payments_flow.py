@@ -296,6 +296,25 @@ def test_a_closed_online_batch_sends_later_payments_to_the_next_day_with_the_ori
     ps.verified(p.clinic_id)
 
 
+def test_an_evening_payment_reconciles_with_its_business_day_not_the_next_utc_day():
+    """The batch's business date is the clinic's local date; the processor was asked for the
+    UTC date, so every payment after 19:00 in New York (00:00 UTC) showed as a mismatch (CI
+    caught it running after midnight UTC). Regression: reconcile asks for the local day."""
+    p = ps.payer(owes=(9_000,))
+    clock.set_source(lambda: datetime(2026, 12, 2, 1, 30, tzinfo=UTC))  # 20:30 on Dec 1 in New York
+    paid = submit(p)
+    receipt = selectors.receipt_get(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id, receipt_id=str(paid.receipt_id))
+    assert receipt.business_date == "2026-12-01"
+    assert services.batch_reconcile(clinic_id=p.clinic_id, batch_id=receipt.batch_id) == []
+    clock.set_source(lambda: datetime(2026, 12, 2, 15, 0, tzinfo=UTC))  # the next local day
+    later = submit(p)
+    assert services.batch_reconcile(clinic_id=p.clinic_id, batch_id=receipt.batch_id) == []  # not in Dec 1
+    next_day = selectors.receipt_get(clinic_id=p.clinic_id, guarantor_id=p.guarantor_id,
+                                     receipt_id=str(later.receipt_id)).batch_id
+    assert services.batch_reconcile(clinic_id=p.clinic_id, batch_id=next_day) == []
+    ps.verified(p.clinic_id)
+
+
 def test_full_partial_and_void_refunds_create_patient_refund_receipts_and_reverse_postings():
     p = ps.payer(owes=(6_000, 4_000))
     paid = submit(p, cents=10_000)

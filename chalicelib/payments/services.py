@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -1417,11 +1417,15 @@ def batches_open_due(*, at: datetime) -> list[str]:
 @clinic_scoped
 def batch_reconcile(*, clinic_id: str, batch_id: str) -> list[str]:
     """Compare a batch's card receipts with the processor's settlement report for its business
-    date: payments the processor settled that the batch lacks, and the reverse."""
+    date (the clinic's local day, midnight to midnight in its zone, as UTC instants): payments
+    the processor settled that the batch lacks, and the reverse."""
     batch = _batch_item(clinic_id, batch_id)
     ctx = _context(clinic_id, None)
-    report = registry.get(ctx.processor).settlement_report(account_id=ctx.account_id,
-                                                           day=date.fromisoformat(batch.business_date))
+    day = date.fromisoformat(batch.business_date)
+    zone = ZoneInfo(ctx.time_zone)
+    start = datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    report = registry.get(ctx.processor).settlement_report(account_id=ctx.account_id, start=start, end=end)
     settled = {line.reference for line in report if line.kind == "charge"}
     ours = {r.processor_reference for r in batch_members(clinic_id, batch_id)
             if r.receipt_type == PAYMENT and r.status != "unsuccessful" and r.processor_reference}

@@ -17,7 +17,7 @@ import abc
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -197,8 +197,10 @@ class Processor(abc.ABC):
         """Detach a stored card at the processor."""
         raise ProcessorRejected(f"{self.alias} does not store cards")
 
-    def settlement_report(self, *, account_id: str, day: date) -> list[SettlementLine]:
-        """Charges and refunds settled for ``account_id`` on ``day`` (batch reconciliation)."""
+    def settlement_report(self, *, account_id: str, start: datetime, end: datetime) -> list[SettlementLine]:
+        """Charges and refunds the processor recorded for ``account_id`` in ``[start, end)`` (UTC
+        instants; batch reconciliation passes the batch's business day in the clinic's zone, so
+        an evening payment is not reported on the next UTC day)."""
         return []
 
     def check(self) -> list[str]:

@@ -37,7 +37,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
@@ -160,7 +160,7 @@ class _Payment:
     decline_code: str | None = None
     refunded_cents: int = 0
     voided: bool = False
-    charged_on: str | None = None
+    charged_at: datetime | None = None
 
 
 class SandboxProcessor(Processor):
@@ -188,7 +188,7 @@ class SandboxProcessor(Processor):
             self._by_key: dict[tuple[str, str], str] = {}
             self._tokens: dict[str, _Card] = {}
             self._refunds: dict[tuple[str, str], tuple[str, RefundResult]] = {}
-            self._refund_log: list[tuple[str, str, int, str]] = []
+            self._refund_log: list[tuple[str, str, int, datetime]] = []
             self.outbox: list[dict[str, Any]] = []
             self.charges: list[tuple[str, int]] = []
             self.idempotency_violations: list[str] = []
@@ -284,7 +284,7 @@ class SandboxProcessor(Processor):
             result = RefundResult(Outcome.SUCCEEDED, refund_id, request.amount_cents,
                                   "voided" if request.void else "refunded")
             self._refunds[key] = (params, result)
-            self._refund_log.append((refund_id, payment.reference, request.amount_cents, _today()))
+            self._refund_log.append((refund_id, payment.reference, request.amount_cents, clock.now()))
             self._emit({"object": "refund", "id": refund_id, "payment": payment.reference,
                         "status": "succeeded", "amount": request.amount_cents,
                         "metadata": check_metadata(request.metadata)}, "refund.succeeded",
@@ -310,14 +310,16 @@ class SandboxProcessor(Processor):
             if card is not None:
                 card.removed = True
 
-    def settlement_report(self, *, account_id: str, day: date) -> list[SettlementLine]:
+    def settlement_report(self, *, account_id: str, start: datetime, end: datetime) -> list[SettlementLine]:
         with self._lock:
-            out = [SettlementLine(p.reference, "charge", p.amount_cents, p.account_id, p.charged_on or "")
+            out = [SettlementLine(p.reference, "charge", p.amount_cents, p.account_id,
+                                  p.charged_at.date().isoformat() if p.charged_at else "")
                    for p in self._payments.values()
-                   if p.account_id == account_id and p.status == "succeeded" and p.charged_on == day.isoformat()]
-            for rid, ref, cents, on in self._refund_log:
-                if on == day.isoformat() and self._payments[ref].account_id == account_id:
-                    out.append(SettlementLine(rid, "refund", -cents, account_id, on))
+                   if p.account_id == account_id and p.status == "succeeded" and p.charged_at is not None
+                   and start <= p.charged_at < end]
+            for rid, ref, cents, at in self._refund_log:
+                if start <= at < end and self._payments[ref].account_id == account_id:
+                    out.append(SettlementLine(rid, "refund", -cents, account_id, at.date().isoformat()))
             return out
 
     def check(self) -> list[str]:
@@ -483,7 +485,7 @@ class SandboxProcessor(Processor):
 
     def _succeed(self, p: _Payment) -> None:
         p.status = "succeeded"
-        p.charged_on = _today()
+        p.charged_at = clock.now()
         self.charges.append((p.reference, p.amount_cents))
         if p.save_card and p.card is not None:
             p.reusable_token = f"pm_{secrets.token_hex(8)}"
@@ -560,10 +562,6 @@ class SandboxProcessor(Processor):
 
 EVENT_TYPES = frozenset({"payment.succeeded", "payment.failed", "payment.requires_action",
                          "payment.canceled", "refund.succeeded"})
-
-
-def _today() -> str:
-    return clock.now().date().isoformat()
 
 
 def _card_from_form(form: Mapping[str, str]) -> _Card:

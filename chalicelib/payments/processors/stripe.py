@@ -32,7 +32,7 @@ recorded exchanges where localstripe falls short (Checkout Sessions).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -199,14 +199,16 @@ class StripeProcessor(Processor):
         except ProcessorRejected:
             pass  # already detached
 
-    def settlement_report(self, *, account_id: str, day: date) -> list[SettlementLine]:
-        """Charges and refunds of ``day`` (UTC) from the account's balance transactions."""
+    def settlement_report(self, *, account_id: str, start: datetime, end: datetime) -> list[SettlementLine]:
+        """Charges and refunds created in ``[start, end)`` from the account's balance
+        transactions (Stripe filters by ``created``; pages followed)."""
         listed = self._do(lambda: self.client.v1.balance_transactions.list(
-            {"limit": 100}, options=self._options(account_id)))
+            {"limit": 100, "created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}},
+            options=self._options(account_id)))
         out = []
         for txn in listed.auto_paging_iter():
             on = datetime.fromtimestamp(int(txn.created), UTC).date()
-            if on == day and txn.type in ("charge", "payment", "refund"):
+            if txn.type in ("charge", "payment", "refund"):
                 out.append(SettlementLine(str(txn.source), "refund" if txn.type == "refund" else "charge",
                                           int(txn.amount), account_id, on.isoformat()))
         return out
