@@ -116,6 +116,28 @@ def test_reminders_follow_the_dunning_count_the_statement_writes():
 
 
 @pytest.mark.usefixtures("console")
+def test_a_resumed_statement_keeps_the_reminders_of_the_count_it_was_issued_with():
+    """Breaker finding: a resumed page re-queued an issued statement's messages with the
+    profile's dunning count at resume time; a count raised since (here by hand, as a pushed
+    statement would) added the final notice's reminder to the old statement."""
+    c = sf.Clock()
+    cid, _ = sf.clinic(cycle_days=28)
+    f = sf.family(cid)
+    sf.owes(f, 4_000)
+    statements.statement_run_start(clinic_id=cid, run_date=c.today)
+    first = the_statement(f).statement_id
+    before = sorted(r.rule_id or "" for r in outbox(f) if r.kind == "reminder")
+    assert before == ["after-7-email", "before-3-email"]
+    with clinic_scope(cid):
+        GuarantorItem(keys.guarantor_pk(cid, f.guarantor_id), keys.PROFILE).update(
+            actions=[GuarantorItem.dunning_count.set(2)])
+    again = notify_services.statement_notifications_queue(clinic_id=cid, guarantor_id=f.guarantor_id,
+                                                          statement_id=first)
+    assert not any(q.created for q in again)
+    assert sorted(r.rule_id or "" for r in outbox(f) if r.kind == "reminder") == before
+
+
+@pytest.mark.usefixtures("console")
 def test_a_snapshot_that_loses_a_race_leaves_no_messages_and_the_retry_uses_the_new_count(monkeypatch):
     """Another writer moves the dunning count between the account read and the snapshot: the
     snapshot (statement, messages and all) is refused, the guarantor is read again, and the one

@@ -363,13 +363,17 @@ def statement_notifications_queue(*, clinic_id: str, guarantor_id: str, statemen
     transaction; messages already there are left as they are (so calling it again queues
     nothing twice). The statement run writes them in the statement's own transaction instead
     (:class:`StatementNotices`) and calls this only for a statement it finds already issued.
-    Raises UnknownGuarantor, NotFound (statement)."""
+    The reminders follow the dunning count the statement was issued with (a run's record keeps
+    it), not the profile's now: a count raised since must not add another level's reminders to
+    an old statement. Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
     balance = _balance_items(clinic_id, guarantor_id, statement_id, profile, statement)
     schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
+    issued_at = getattr(statement, "dunning_count", None) if getattr(statement, "source", None) == "run" else None
+    dunning = int(issued_at) if issued_at is not None else int(profile.dunning_count or 0)
     queued = _put_all(balance + _reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule,
-                                                int(profile.dunning_count or 0)))
+                                                dunning))
     _send_now(queued[:len(balance)])
     return queued
 
