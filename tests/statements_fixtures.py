@@ -135,3 +135,21 @@ def fanned_out_run(monkeypatch: pytest.MonkeyPatch, *, guarantors: int, page_siz
     finally:
         queue.set_sender(None)
     return cid, families, sent, run_id
+
+
+def requests_per_guarantor(patch: pytest.MonkeyPatch, request_log: Any) -> list[Any]:
+    """Record each guarantor's DynamoDB requests in a run: ``_bill_guarantor`` wrapped, pages
+    billed one guarantor at a time (``PAGE_THREADS`` 1) so the counts are its own. Returns the
+    list the run fills (one Counter per guarantor billed, in order)."""
+    per_guarantor: list[Any] = []
+    real_bill = statements._bill_guarantor
+
+    def counted(*args: Any, **kwargs: Any) -> str:
+        before = request_log.operations.copy()
+        out = real_bill(*args, **kwargs)
+        per_guarantor.append(request_log.operations - before)
+        return out
+
+    patch.setattr(statements, "_bill_guarantor", counted)
+    patch.setattr(statements, "PAGE_THREADS", 1)
+    return per_guarantor

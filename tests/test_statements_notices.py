@@ -63,17 +63,7 @@ def test_a_statement_and_its_notifications_are_one_read_and_one_transaction(requ
     families = [sf.family(cid, mobile=MOBILE) for _ in range(3)]  # an address, an email and a mobile
     for f in families:
         sf.owes(f, 1_000)
-    per_guarantor: list = []
-    real_bill = statements._bill_guarantor
-
-    def counted(*args, **kwargs):
-        before = request_log.operations.copy()
-        out = real_bill(*args, **kwargs)
-        per_guarantor.append(request_log.operations - before)
-        return out
-
-    monkeypatch.setattr(statements, "_bill_guarantor", counted)
-    monkeypatch.setattr(statements, "PAGE_THREADS", 1)  # one guarantor at a time: counts are its own
+    per_guarantor = sf.requests_per_guarantor(monkeypatch, request_log)
     request_log.reset()
     assert run(cid, c.today).statements_created == 3
     # After the first guarantor (which reads the page's link group, reminder schedule and the

@@ -379,17 +379,7 @@ def test_a_statement_is_one_read_and_one_transaction_that_also_stores_its_pay_li
     render_patch = pytest.MonkeyPatch()
     render_patch.setattr(render, "statement_pdf", keep_doc)
     try:
-        per_guarantor: list = []
-        real_bill = statements._bill_guarantor
-
-        def counted(*args, **kwargs):
-            before = request_log.operations.copy()
-            out = real_bill(*args, **kwargs)
-            per_guarantor.append(request_log.operations - before)
-            return out
-
-        render_patch.setattr(statements, "_bill_guarantor", counted)
-        render_patch.setattr(statements, "PAGE_THREADS", 1)  # one guarantor at a time: counts are its own
+        per_guarantor = sf.requests_per_guarantor(render_patch, request_log)
         request_log.reset()
         assert run(cid, c.today).statements_created == 3
     finally:

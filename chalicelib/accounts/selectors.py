@@ -7,7 +7,6 @@ GetItem); lists use the clinic's guarantor index and BatchGetItem, never Scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from chalicelib.core.errors import UnknownGuarantor
 from chalicelib.core.ids import require_id
@@ -175,28 +174,6 @@ _PROFILE_FIELDS = ("guarantor_id", "first_name", "last_name", "preferred_name", 
                    "dunning_count")
 
 
-def _batch_get_raw(keys_: list[tuple[str, str]]) -> list[dict[str, dict[str, Any]]]:
-    """The stored items (DynamoDB JSON) under ``keys_`` in BatchGetItem requests of ≤ 100 keys
-    (eventually consistent), asking again for unprocessed keys as PynamoDB's batch_get does.
-
-    Made with the one shared botocore client (db.connection(): same retries, timeouts and
-    request hooks), not through PynamoDB: its Connection asks every request for
-    ReturnConsumedCapacity, which it only logs, and DynamoDB Local takes ~0.15 ms more per
-    BatchGetItem to compute it (SERVERLESS-PERF-REL.md B1 b). Not deserialised: one view's read
-    (:func:`guarantor_page`) picks the attributes it shows."""
-    table = Item.Meta.table_name
-    pk_name, sk_name = Item.pk.attr_name, Item.sk.attr_name
-    pending = [{pk_name: {"S": pk}, sk_name: {"S": sk}} for pk, sk in keys_]
-    found: list[dict[str, dict[str, Any]]] = []
-    client: Any = db.connection().client  # PynamoDB types it without the operation methods
-    while pending:
-        request, pending = pending[:100], pending[100:]
-        data = client.batch_get_item(RequestItems={table: {"Keys": request}})
-        found.extend(data["Responses"].get(table, []))
-        pending.extend(data.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
-    return found
-
-
 @clinic_scoped
 def guarantor_page(*, clinic_id: str, guarantor_id: str, group_id: str) -> GuarantorPage:
     """Read clinic, group, profile and balance together (eventually consistent, 2 read units).
@@ -211,7 +188,7 @@ def guarantor_page(*, clinic_id: str, guarantor_id: str, group_id: str) -> Guara
     wanted = [(cpk, keys.CLINIC), (cpk, keys.group_sk(require_id(group_id, field="group_id"))),
               (gpk, keys.PROFILE), (gpk, keys.BALANCE)]
     pk_name, sk_name = Item.pk.attr_name, Item.sk.attr_name
-    found = {(raw[pk_name]["S"], raw[sk_name]["S"]): raw for raw in _batch_get_raw(wanted)}
+    found = {(raw[pk_name]["S"], raw[sk_name]["S"]): raw for raw in db.raw_batch_get(wanted)}
     clinic, group, profile, balance = (found.get(key) for key in wanted)
     kind = Item.item_kind.attr_name
     if not (clinic and group and profile and balance) or _PAGE_KINDS != tuple(

@@ -300,12 +300,7 @@ def session_resolve(*, cookie: str, page: str | None = None) -> Session:
     now = clock.now()
     pk = keys.session_pk(clinic_id, session_hash)
     with clinic_scope(clinic_id):
-        # The shared botocore client, not PynamoDB's Connection, which would add ReturnConsumedCapacity
-        # (only logged; DynamoDB Local takes longer to answer): see accounts.selectors._batch_get_raw.
-        client: Any = db.connection().client
-        raw = client.get_item(TableName=SessionItem.Meta.table_name, ConsistentRead=True,
-                              Key={SessionItem.pk.attr_name: {"S": pk}, SessionItem.sk.attr_name: {"S": keys.SINGLE}}
-                              ).get("Item")
+        raw = db.raw_get(pk, keys.SINGLE, consistent=True)
         if not raw or raw.get(SessionItem.item_kind.attr_name, {}).get("S") != _SESSION_KIND:
             raise LinkInvalid("session not valid")
         stored = dict(zip(_SESSION_FIELDS, db.stored_values(SessionItem, raw, _SESSION_FIELDS), strict=True))

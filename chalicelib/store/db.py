@@ -165,6 +165,37 @@ def clinic_scoped(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 # --- reads -----------------------------------------------------------------------------------
+#
+# The two raw reads below use the one shared botocore client (same retries, timeouts and request
+# hooks) rather than PynamoDB's Connection, which asks every request for ReturnConsumedCapacity
+# (it only logs it) and makes DynamoDB Local answer ~0.15 ms later; their answers are left as
+# DynamoDB JSON for :func:`stored_values`. For the portal's hot reads (SERVERLESS-PERF-REL.md B1).
+
+
+def raw_get(pk: str, sk: str, *, consistent: bool = False) -> dict[str, dict[str, Any]] | None:
+    """The stored item under ``(pk, sk)`` as DynamoDB JSON, or None."""
+    client: Any = connection().client  # PynamoDB types it without the operation methods
+    key = {Item.pk.attr_name: {"S": pk}, Item.sk.attr_name: {"S": sk}}
+    found: dict[str, dict[str, Any]] | None = client.get_item(
+        TableName=Item.Meta.table_name, Key=key, ConsistentRead=consistent).get("Item")
+    return found
+
+
+def raw_batch_get(keys_: list[tuple[str, str]]) -> list[dict[str, dict[str, Any]]]:
+    """The stored items under ``keys_`` (eventually consistent) as DynamoDB JSON, in
+    BatchGetItem requests of ≤ 100 keys, asking again for unprocessed keys as PynamoDB's
+    batch_get does."""
+    table = Item.Meta.table_name
+    pk_name, sk_name = Item.pk.attr_name, Item.sk.attr_name
+    pending = [{pk_name: {"S": pk}, sk_name: {"S": sk}} for pk, sk in keys_]
+    found: list[dict[str, dict[str, Any]]] = []
+    client: Any = connection().client
+    while pending:
+        request, pending = pending[:100], pending[100:]
+        data = client.batch_get_item(RequestItems={table: {"Keys": request}})
+        found.extend(data["Responses"].get(table, []))
+        pending.extend(data.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+    return found
 
 
 def stored_values(model: type[Item], raw: dict[str, dict[str, Any]], names: tuple[str, ...]) -> list[Any]:
@@ -215,16 +246,18 @@ def put_new(item: Item) -> bool:
 
 
 class TxFailed(Exception):
-    """A transaction was cancelled. ``reasons`` maps the failed items' sort keys to codes;
-    ``failed`` maps their full ``(pk, sk)`` keys to codes (for transactions over many
-    partitions, where a sort key alone is ambiguous)."""
+    """A transaction was cancelled. ``failed`` maps the failed items' ``(pk, sk)`` keys to
+    codes; ``reasons`` maps their sort keys alone (enough within one partition)."""
 
-    def __init__(self, reasons: dict[str, str], cause: Exception,
-                 failed: dict[tuple[str, str], str] | None = None) -> None:
-        super().__init__(f"transaction cancelled: {reasons or cause}")
-        self.reasons = reasons
-        self.failed = failed if failed is not None else {}
+    def __init__(self, failed: dict[tuple[str, str], str], cause: Exception) -> None:
+        super().__init__(f"transaction cancelled: {failed or cause}")
+        self.failed = failed
         self.cause = cause
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """The failed items' sort keys to codes."""
+        return {sk: code for (_, sk), code in self.failed.items()}
 
     @property
     def retryable(self) -> bool:
@@ -295,4 +328,4 @@ class Tx:
                 for key, reason in zip(order, exc.cancellation_reasons, strict=False)
                 if reason is not None and reason.code not in (None, "None")
             }
-            raise TxFailed({sk: code for (_, sk), code in failed.items()}, exc, failed) from exc
+            raise TxFailed(failed, exc) from exc
