@@ -368,13 +368,12 @@ def statement_notifications_queue(*, clinic_id: str, guarantor_id: str, statemen
     an old statement. Raises UnknownGuarantor, NotFound (statement)."""
     profile = _profile(clinic_id, guarantor_id)
     statement = _statement(clinic_id, guarantor_id, statement_id)
-    balance = _balance_items(clinic_id, guarantor_id, statement_id, profile, statement)
-    schedule = selectors.reminder_schedule_get(clinic_id=clinic_id, schedule_id=schedule_id)
     issued_at = getattr(statement, "dunning_count", None) if getattr(statement, "source", None) == "run" else None
     dunning = int(issued_at) if issued_at is not None else int(profile.dunning_count or 0)
-    queued = _put_all(balance + _reminder_items(clinic_id, guarantor_id, statement_id, profile, statement, schedule,
-                                                dunning))
-    _send_now(queued[:len(balance)])
+    prepared = StatementNotices(clinic_id).prepare(guarantor=profile, statement=statement, dunning_count=dunning,
+                                                   schedule_id=schedule_id)
+    queued = _put_all(list(prepared.items))
+    _send_now(queued[:prepared.balance_count])
     return queued
 
 
