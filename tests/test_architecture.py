@@ -69,6 +69,89 @@ def test_import_app_leaves_heavy_and_sending_modules_unloaded():
     assert out.stdout.strip() == "[] ['DynamoDB']"
 
 
+def test_import_app_leaves_every_service_to_the_handler_that_calls_it():
+    """B3: every Lambda function imports app.py, so the blueprints name their services through
+    core.lazy and ``import app`` loads none of them, nor Jinja2 or boto3; each function then
+    imports what its own handlers call, on first use. A top-level service import in a
+    blueprint fails here (the module list is what catches it; the timing is noisy)."""
+    code = (
+        "import sys, app\n"
+        "print(sorted(m for m in sys.modules if m in ('jinja2', 'boto3', 'markupsafe')"
+        " or (m.startswith('chalicelib.') and m.rsplit('.', 1)[-1] in"
+        " ('services', 'selectors', 'pages', 'context', 'registry', 'queue', 'api_keys'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    assert out.stdout.strip() == "[]"
+
+
+def _lazy_names(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """``(name -> module)`` of a file's ``if TYPE_CHECKING:`` imports, and of its
+    ``name = lazy.module("...")`` assignments in the ``else`` branch."""
+    import ast
+
+    typed: dict[str, str] = {}
+    lazy: dict[str, str] = {}
+    for node in ast.walk(ast.parse(_source(path))):
+        if not (isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.ImportFrom):
+                for alias in stmt.names:
+                    typed[alias.asname or alias.name] = f"{stmt.module}.{alias.name}"
+        for stmt in node.orelse:
+            if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
+                arg = stmt.value.args[0]
+                assert isinstance(arg, ast.Constant)
+                lazy[stmt.targets[0].id] = str(arg.value)  # type: ignore[attr-defined]
+    return typed, lazy
+
+
+def test_every_lazy_module_is_the_module_its_typed_name_says():
+    """core.lazy: mypy and import-linter read a blueprint's TYPE_CHECKING import, the code runs
+    its lazy.module name; the two must name the same module (a class imported for typing
+    only, such as Session, has no lazy twin)."""
+    import importlib
+
+    checked = 0
+    for path in RUNTIME:
+        typed, lazy = _lazy_names(path)
+        for name, module in lazy.items():
+            assert typed.get(name) == module, (path.name, name, module)
+            importlib.import_module(module)
+            checked += 1
+        for name, target in typed.items():
+            if name not in lazy:  # typing only: a class or function, never a module used at run time
+                parent, attr = target.rsplit(".", 1)
+                assert not isinstance(getattr(importlib.import_module(parent), attr), type(sys)), (path.name, name)
+    assert checked >= 20
+
+
+def test_no_import_cycle_among_our_modules():
+    """core.lazy imports a blueprint's services on first use, so two threads of ``chalice local``
+    can import two of our modules at once. Python's per-module import locks keep that safe only
+    without cycles: two threads entering a cycle from both ends get a partly initialised module.
+    Top-level imports (the ones run at import; TYPE_CHECKING blocks and function bodies are not)
+    must form no cycle (graphlib raises CycleError naming it)."""
+    import ast
+    import graphlib
+
+    package = ROOT / "chalicelib"
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        deps = graph.setdefault(name, set())
+        for node in ast.parse(_source(path)).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chalicelib"):
+                deps.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module
+                            for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("chalicelib"))
+    order = list(graphlib.TopologicalSorter(graph).static_order())
+    assert len(order) >= len(names) > 100
+
+
 def _api_timeout() -> int:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     return int(config["lambda_functions"]["api_handler"]["lambda_timeout"])

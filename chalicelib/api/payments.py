@@ -11,14 +11,22 @@ The page the processor returns the browser to is the portal's ``/pay/done`` (cha
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
 
+from chalicelib.core import lazy
 from chalicelib.core.errors import TryAgainLater
-from chalicelib.payments import queue, services
 from chalicelib.payments.errors import WebhookRejected
 from chalicelib.payments.faults import crash_point
-from chalicelib.payments.processors import registry
+
+if TYPE_CHECKING:
+    from chalicelib.payments import queue, services
+    from chalicelib.payments.processors import registry
+else:
+    queue = lazy.module("chalicelib.payments.queue")
+    services = lazy.module("chalicelib.payments.services")
+    registry = lazy.module("chalicelib.payments.processors.registry")
 
 payments_api = Blueprint(__name__)
 log = logging.getLogger(__name__)

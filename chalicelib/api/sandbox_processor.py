@@ -10,15 +10,21 @@ the routes did not exist.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
 
+from chalicelib.core import lazy
 from chalicelib.core.money import format_cents
 from chalicelib.payments.errors import ProcessorRejected
-from chalicelib.payments.processors import registry
-from chalicelib.payments.processors.sandbox import PAGE_PREFIX, SandboxProcessor
+from chalicelib.payments.processors import SANDBOX_PAGE_PREFIX
+
+if TYPE_CHECKING:
+    from chalicelib.payments.processors import registry
+    from chalicelib.payments.processors.sandbox import SandboxProcessor
+else:
+    registry = lazy.module("chalicelib.payments.processors.registry")
 
 sandbox_pages = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -36,21 +42,21 @@ def _not_found() -> Response:
     return _page("Not found", "<p>No such payment.</p>", 404)
 
 
-@sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["GET"])
+@sandbox_pages.route(SANDBOX_PAGE_PREFIX + "/pay/{reference}", methods=["GET"])
 def sandbox_pay_page(reference: str) -> Response:
     sandbox = _sandbox()
     view = sandbox.page_view(reference) if sandbox else None
     if view is None:
         return _not_found()
     if view["status"] == "requires_action":  # the card went into its 3-D Secure check
-        return Response(body="", status_code=303, headers={"Location": f"{PAGE_PREFIX}/3ds/{reference}",
+        return Response(body="", status_code=303, headers={"Location": f"{SANDBOX_PAGE_PREFIX}/3ds/{reference}",
                                                            "Cache-Control": "no-store"})
     if view["status"] != "requires_payment_method":
         return _closed(view)
     return _pay_form(view, error=None)
 
 
-@sandbox_pages.route(PAGE_PREFIX + "/pay/{reference}", methods=["POST"], content_types=FORM)
+@sandbox_pages.route(SANDBOX_PAGE_PREFIX + "/pay/{reference}", methods=["POST"], content_types=FORM)
 def sandbox_pay_submit(reference: str) -> Response:
     sandbox = _sandbox()
     view = sandbox.page_view(reference) if sandbox else None
@@ -64,18 +70,18 @@ def sandbox_pay_submit(reference: str) -> Response:
     return Response(body="", status_code=303, headers={"Location": next_url, "Cache-Control": "no-store"})
 
 
-@sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["GET"])
+@sandbox_pages.route(SANDBOX_PAGE_PREFIX + "/3ds/{reference}", methods=["GET"])
 def sandbox_challenge_page(reference: str) -> Response:
     sandbox = _sandbox()
     if sandbox is None or sandbox.page_view(reference) is None:
         return _not_found()
-    action = html.escape(f"{PAGE_PREFIX}/3ds/{reference}")
+    action = html.escape(f"{SANDBOX_PAGE_PREFIX}/3ds/{reference}")
     return _page("Verify your card", f"<p>Sandbox 3-D Secure check.</p><form method=\"post\" action=\"{action}\">"
                  "<button name=\"action\" value=\"complete\">Complete authentication</button> "
                  "<button name=\"action\" value=\"fail\">Fail authentication</button></form>", 200)
 
 
-@sandbox_pages.route(PAGE_PREFIX + "/3ds/{reference}", methods=["POST"], content_types=FORM)
+@sandbox_pages.route(SANDBOX_PAGE_PREFIX + "/3ds/{reference}", methods=["POST"], content_types=FORM)
 def sandbox_challenge_submit(reference: str) -> Response:
     sandbox = _sandbox()
     if sandbox is None:
@@ -95,7 +101,7 @@ def _form(raw: bytes | str | None) -> dict[str, str]:
 
 
 def _pay_form(view: dict[str, Any], *, error: str | None, status: int = 200) -> Response:
-    action = html.escape(f"{PAGE_PREFIX}/pay/{view['reference']}")
+    action = html.escape(f"{SANDBOX_PAGE_PREFIX}/pay/{view['reference']}")
     amount = html.escape(format_cents(int(view["amount_cents"])))
     err = f"<p role=\"alert\">{html.escape(error)}</p>" if error else ""
     if view["mode"] == "wallet":

@@ -11,14 +11,21 @@ Responses carry pay URLs (bearer links): they are never logged.
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.core import lazy
 from chalicelib.core.errors import DomainError, InvalidInput, NotFound, TryAgainLater
-from chalicelib.statements import selectors as statement_selectors
-from chalicelib.statements import services as statement_services
-from chalicelib.tenants.api_keys import ApiKeyRefused, api_key_check
+
+if TYPE_CHECKING:
+    from chalicelib.statements import selectors as statement_selectors
+    from chalicelib.statements import services as statement_services
+    from chalicelib.tenants import api_keys
+else:
+    statement_selectors = lazy.module("chalicelib.statements.selectors")
+    statement_services = lazy.module("chalicelib.statements.services")
+    api_keys = lazy.module("chalicelib.tenants.api_keys")
 
 statements_api = Blueprint(__name__)
 JSON = ["application/json"]
@@ -26,14 +33,14 @@ HEADERS: dict[str, str | list[str]] = {"Cache-Control": "no-store", "Content-Typ
 
 
 def _error(exc: DomainError) -> Response:
-    status = 401 if isinstance(exc, ApiKeyRefused) else 404 if isinstance(exc, NotFound) else (
+    status = 401 if isinstance(exc, api_keys.ApiKeyRefused) else 404 if isinstance(exc, NotFound) else (
         503 if isinstance(exc, TryAgainLater) else 400)
     return Response(body={"error": str(exc)}, status_code=status, headers=HEADERS)
 
 
 def _clinic() -> str:
     request = statements_api.current_request
-    return api_key_check(authorization=request.headers.get("authorization"))
+    return api_keys.api_key_check(authorization=request.headers.get("authorization"))
 
 
 def _body() -> dict[str, Any]:

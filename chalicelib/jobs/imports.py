@@ -14,8 +14,8 @@ an unexpected error leaves the record ``failed`` and is raised as it is. Either 
 so infra does. Logs carry the clinic id, the file's digest, status and counts: never the key
 (file names can name patients) and never file values.
 
-The S3 client is created on first use (``import app`` creates none, B3) and the importers are
-imported inside the handler.
+The S3 client is created on first use (``import app`` creates none, B3) and the importers on
+the handler's first call (:mod:`chalicelib.core.lazy`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,22 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint
 from chalice.app import S3Event
 
+from chalicelib.core import lazy
 from chalicelib.core.errors import DomainError, InvalidInput
 from chalicelib.core.ids import require_id
+
+if TYPE_CHECKING:
+    from chalicelib.imports import files, services
+    from chalicelib.tenants import selectors as tenants
+else:
+    files = lazy.module("chalicelib.imports.files")
+    services = lazy.module("chalicelib.imports.services")
+    tenants = lazy.module("chalicelib.tenants.selectors")
 
 #: The bucket named in the decorator; with ``chalice deploy`` it is the one notified, with the
 #: CDK stack ``infra/imports.py`` creates the bucket and its notification to this function.
@@ -66,16 +75,12 @@ def _client() -> Any:
 def object_import(*, bucket: str, key: str) -> dict[str, Any]:
     """Download ``bucket/key`` and import it for the clinic its key names; returns the result
     (``import --json`` shape). Raises ImportFailed for a rejected file, UnknownClinic, InvalidInput."""
-    from chalicelib.imports import services
-    from chalicelib.imports.files import Source
-    from chalicelib.tenants import selectors as tenants
-
     clinic_id = clinic_of(key)
     tenants.clinic_get(clinic_id=clinic_id)  # UnknownClinic: nothing is written for a stranger
     with tempfile.NamedTemporaryFile(prefix="import-", suffix=".dat") as tmp:
         _client().download_fileobj(bucket, key, tmp)
         tmp.flush()
-        result = services.import_file(clinic_id=clinic_id, source=Source(path=tmp.name, name=key))
+        result = services.import_file(clinic_id=clinic_id, source=files.Source(path=tmp.name, name=key))
     facts = {"clinic_id": clinic_id, "sha256": result.sha256, "status": result.status,
              "format": result.file_format, "claims": result.claims, "outcomes": result.outcomes}
     if result.status == "rejected":

@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Cron
 from chalice.app import CloudWatchEvent, SNSEvent, SQSEvent
 
-from chalicelib.notify import services as notify_services
+from chalicelib.core import lazy
+
+if TYPE_CHECKING:
+    from chalicelib.notify import services as notify_services
+else:
+    notify_services = lazy.module("chalicelib.notify.services")
 
 notify_events = Blueprint(__name__)
 log = logging.getLogger(__name__)

@@ -13,14 +13,20 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Cron, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib.payments import services
-from chalicelib.payments.queue import QUEUE_NAME
+from chalicelib.core import lazy
 
+if TYPE_CHECKING:
+    from chalicelib.payments import services
+else:
+    services = lazy.module("chalicelib.payments.services")
+
+#: The queue's name in the decorator; infra points the event source at the stage's real queue.
+QUEUE = "frontdesk-processor-events"
 payment_jobs = Blueprint(__name__)
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ def payment_attempts_complete(event: CloudWatchEvent) -> dict[str, Any]:
     return {"statuses": dict(services.payment_attempts_complete_all())}
 
 
-@payment_jobs.on_sqs_message(queue=QUEUE_NAME, batch_size=10)
+@payment_jobs.on_sqs_message(queue=QUEUE, batch_size=10)
 def processor_events_consume(event: SQSEvent) -> dict[str, Any]:
     """Handle each queued event; return the failed ones for redelivery."""
     failures = []

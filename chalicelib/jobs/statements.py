@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Cron, Rate
 from chalice.app import CloudWatchEvent, SQSEvent
 
+from chalicelib.core import lazy
 from chalicelib.core.errors import DomainError
-from chalicelib.statements import services as statement_services
+
+if TYPE_CHECKING:
+    from chalicelib.statements import services as statement_services
+else:
+    statement_services = lazy.module("chalicelib.statements.services")
 
 #: The queue's name in the decorator; infra points the event source at the stage's real queue.
 QUEUE = "frontdesk-statements"

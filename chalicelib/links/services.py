@@ -43,6 +43,11 @@ class LinkKind(StrEnum):
     SCHEDULING = "scheduling"
 
 
+#: The session origin (Session Usage report) of a link's kind.
+SESSION_ORIGINS = {LinkKind.EMAIL: "email_link", LinkKind.TEXT: "text_link", LinkKind.STATEMENT_QR: "statement_qr",
+                   LinkKind.STATEMENT_URL: "statement_url", LinkKind.OFFICE_QR: "office_qr",
+                   LinkKind.WEBSITE: "website", LinkKind.SCHEDULING: "scheduling_link"}
+
 PURPOSES = ("pay", "account", "statements", "receipts", "scheduling")
 #: Session limits in minutes (PRODUCT.md §6): (idle, absolute).
 SESSION_LIMITS = {"quickpay": (15, 60), "code": (30, 12 * 60)}

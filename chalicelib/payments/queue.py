@@ -13,7 +13,6 @@ from chalicelib.payments import services
 from chalicelib.payments.services import RecordedEvent
 
 QUEUE_ENV = "FRONTDESK_PROCESSOR_EVENTS_QUEUE_URL"
-QUEUE_NAME = "frontdesk-processor-events"
 _lock = threading.Lock()
 _client: Any = None
 

@@ -13,11 +13,11 @@ import secrets
 import weakref
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.accounts import selectors as account_selectors
+from chalicelib.core import lazy
 from chalicelib.core.errors import (
     CodeRefused,
     InvalidAmount,
@@ -29,22 +29,33 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.ids import require_id
 from chalicelib.core.money import parse_cents
-from chalicelib.links import services as links
-from chalicelib.links.services import LinkKind, Session
 from chalicelib.links.tokens import split_token
-from chalicelib.payments import selectors as payment_selectors
-from chalicelib.payments import services as payment_services
 from chalicelib.payments.errors import IdempotencyConflict, PaymentInProgress
-from chalicelib.statements import selectors as statement_selectors
-from chalicelib.statements import services as statement_services
-from chalicelib.tenants import selectors as tenant_selectors
-from chalicelib.web import context, i18n, pages
+from chalicelib.web import i18n
+
+if TYPE_CHECKING:
+    from chalicelib.accounts import selectors as account_selectors
+    from chalicelib.links import services as links
+    from chalicelib.links.services import Session
+    from chalicelib.payments import selectors as payment_selectors
+    from chalicelib.payments import services as payment_services
+    from chalicelib.statements import selectors as statement_selectors
+    from chalicelib.statements import services as statement_services
+    from chalicelib.tenants import selectors as tenant_selectors
+    from chalicelib.web import context, pages
+else:
+    account_selectors = lazy.module("chalicelib.accounts.selectors")
+    links = lazy.module("chalicelib.links.services")
+    payment_selectors = lazy.module("chalicelib.payments.selectors")
+    payment_services = lazy.module("chalicelib.payments.services")
+    statement_selectors = lazy.module("chalicelib.statements.selectors")
+    statement_services = lazy.module("chalicelib.statements.services")
+    tenant_selectors = lazy.module("chalicelib.tenants.selectors")
+    context = lazy.module("chalicelib.web.context")
+    pages = lazy.module("chalicelib.web.pages")
 
 portal = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
-ORIGINS = {LinkKind.EMAIL: "email_link", LinkKind.TEXT: "text_link", LinkKind.STATEMENT_QR: "statement_qr",
-           LinkKind.STATEMENT_URL: "statement_url", LinkKind.OFFICE_QR: "office_qr",
-           LinkKind.WEBSITE: "website", LinkKind.SCHEDULING: "scheduling_link"}
 LANDING = {"home": "/home", "account": "/account", "pay": "/pay"}
 
 
@@ -203,7 +214,7 @@ def link_open(token: str) -> Response:
     except LinkInvalid:
         return neutral(_clinic_of(token))
     cookie = links.session_start(clinic_id=link.clinic_id, guarantor_id=link.guarantor_id, group_id=link.group_id,
-                                 method="quickpay", origin=ORIGINS[link.kind], purpose=link.purpose,
+                                 method="quickpay", origin=links.SESSION_ORIGINS[link.kind], purpose=link.purpose,
                                  first_page="quickpay")
     # Every link lands on QuickPay: the account pages a purpose names need a one-time code first.
     return pages.redirect("/pay", cookies=[pages.set_cookie(pages.SESSION_COOKIE, cookie)])

@@ -11,19 +11,14 @@ reloading the page posts nothing twice, and each handler is safe to run twice an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.accounts import services as account_services
+from chalicelib.core import lazy
 from chalicelib.core.errors import CodeRefused, InvalidInput, NotFound, TooManyRequests
 from chalicelib.core.ids import new_id
-from chalicelib.links import services as links
 from chalicelib.links import tokens
-from chalicelib.links.services import Session
-from chalicelib.payments import selectors as payment_selectors
-from chalicelib.payments import services as payment_services
-from chalicelib.web import context, pages
 from chalicelib.web.portal import (
     FORM,
     _address_hash,
@@ -33,6 +28,21 @@ from chalicelib.web.portal import (
     _session_cookie,
     session_page,
 )
+
+if TYPE_CHECKING:
+    from chalicelib.accounts import services as account_services
+    from chalicelib.links import services as links
+    from chalicelib.links.services import Session
+    from chalicelib.payments import selectors as payment_selectors
+    from chalicelib.payments import services as payment_services
+    from chalicelib.web import context, pages
+else:
+    account_services = lazy.module("chalicelib.accounts.services")
+    links = lazy.module("chalicelib.links.services")
+    payment_selectors = lazy.module("chalicelib.payments.selectors")
+    payment_services = lazy.module("chalicelib.payments.services")
+    context = lazy.module("chalicelib.web.context")
+    pages = lazy.module("chalicelib.web.pages")
 
 profile_pages = Blueprint(__name__)
 DONE = ("name", "email", "sms", "notifications", "card")

@@ -49,6 +49,7 @@ from chalicelib.payments.errors import (
     ProcessorUnavailable,
     WebhookRejected,
 )
+from chalicelib.payments.processors import SANDBOX_PAGE_PREFIX
 from chalicelib.payments.processors.base import (
     Capabilities,
     CardDetails,
@@ -66,7 +67,6 @@ from chalicelib.payments.processors.base import (
 
 SIGNATURE_HEADER = "sandbox-signature"
 TOLERANCE_SECONDS = 300
-PAGE_PREFIX = "/sandbox-processor"
 
 
 class Behaviour(StrEnum):
@@ -362,7 +362,7 @@ class SandboxProcessor(Processor):
                 self._tokens[p.token] = p.card
             self._attempt_charge(p)
             if p.status == "requires_action":
-                return f"{self.public_base}{PAGE_PREFIX}/3ds/{p.reference}"
+                return f"{self.public_base}{SANDBOX_PAGE_PREFIX}/3ds/{p.reference}"
             return self._return_url(p)
 
     def challenge_submit(self, reference: str, *, passed: bool) -> str:
@@ -503,9 +503,9 @@ class SandboxProcessor(Processor):
             p.status, Outcome.PENDING)
         redirect = None
         if outcome is Outcome.PENDING:
-            redirect = f"{self.public_base}{PAGE_PREFIX}/pay/{p.reference}"
+            redirect = f"{self.public_base}{SANDBOX_PAGE_PREFIX}/pay/{p.reference}"
         elif outcome is Outcome.REQUIRES_ACTION:
-            redirect = f"{self.public_base}{PAGE_PREFIX}/3ds/{p.reference}"
+            redirect = f"{self.public_base}{SANDBOX_PAGE_PREFIX}/3ds/{p.reference}"
         return PaymentResult(
             outcome=outcome, reference=p.reference, amount_cents=p.amount_cents,
             card=p.card.details if p.card else None, reusable_token=p.reusable_token,
