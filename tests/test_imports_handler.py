@@ -119,3 +119,7 @@ def test_cli_dry_run_needs_no_database():
     assert out.returncode == 0, out.stderr
     [result] = json.loads(out.stdout)
     assert result["dry_run"] is True and result["claims"] == 2 and result["warnings"]
+    assert result["status"] == "valid"  # never "imported": nothing was
+    human = _cli("import", "--dry-run", "--format", "835", str(DATA / "x12-835" / "tigershark__835-example-2.txt"),
+                 env=env)
+    assert human.returncode == 0 and human.stdout.startswith("valid ") and "imported" not in human.stdout

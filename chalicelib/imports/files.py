@@ -146,9 +146,9 @@ class ImportResult(FileFacts):
     """The outcome of importing one file (one object of ``import --json``): its facts, and
 
     ``status``: ``imported``, ``duplicate`` (the same bytes were imported before: nothing was
-    posted) or ``rejected`` (nothing was written but the import record; ``error`` has the
-    segment number, segment id and message); ``outcomes`` counts claims by what happened to
-    them; ``dry_run`` when nothing was written on purpose.
+    posted), ``rejected`` (nothing was written but the import record; ``error`` has the
+    segment number, segment id and message) or, for a dry run, ``valid``; ``outcomes`` counts
+    claims by what happened to them; ``dry_run`` when nothing was written on purpose.
     """
 
     path: str

@@ -59,7 +59,8 @@ def _format_of(source: Source, file_format: str) -> str:
 def import_check(*, source: Source, file_format: str = "auto", strict: bool = False) -> ImportResult:
     """Dry run: detect and validate the file, report what an import would read; writes nothing.
 
-    The result's status is ``imported`` (it would import) or ``rejected``, with ``dry_run``.
+    The result's status is ``valid`` (an import would read it as reported) or ``rejected``, with
+    ``dry_run`` (never ``imported``: nothing was).
     """
     warnings = Warnings()
     sha = source.sha256()
@@ -71,7 +72,7 @@ def import_check(*, source: Source, file_format: str = "auto", strict: bool = Fa
         result = ImportResult(path=source.name, file_format=fmt, status="rejected", sha256=sha,
                               warnings=warnings.as_list(), error=exc.as_json(), dry_run=True)
         return result
-    result = ImportResult.of(source, facts, "imported", sha, warnings.as_list())
+    result = ImportResult.of(source, facts, "valid", sha, warnings.as_list())
     result.dry_run = True
     return result
 
