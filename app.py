@@ -20,6 +20,7 @@ from chalicelib.web.profile import profile_pages
 from chalicelib.web.static_files import static
 
 app = Chalice(app_name="frontdesk")
+app.api.binary_types.append("application/pdf")  # a statement's PDF from a local folder (web.portal)
 app.register_blueprint(health)
 app.register_blueprint(imports_jobs)
 app.register_blueprint(statements_jobs)

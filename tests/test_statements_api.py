@@ -264,8 +264,9 @@ def test_pdfs_go_to_s3_and_come_back_through_a_short_presigned_url(monkeypatch):
             sf.owes(f, 1_000)
             statements.statement_run_start(clinic_id=cid, run_date=c.today)
             [row] = st_selectors.statement_history(clinic_id=cid, guarantor_id=f.guarantor_id)
-            url = statements.statement_pdf_url(clinic_id=cid, guarantor_id=f.guarantor_id,
-                                               statement_id=row.statement_id)
+            pdf = statements.statement_pdf(clinic_id=cid, guarantor_id=f.guarantor_id, statement_id=row.statement_id)
+            url = pdf.url or ""
+            assert pdf.body is None
             assert "fd-statements" in url and "X-Amz-Expires=300" in url and f.guarantor_id not in url
             objects = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="fd-statements")
             [obj] = [o for o in objects["Contents"] if "/print/" not in o["Key"]]  # the run's print files aside
@@ -273,12 +274,12 @@ def test_pdfs_go_to_s3_and_come_back_through_a_short_presigned_url(monkeypatch):
             assert storage.storage().get(obj["Key"]).startswith(b"%PDF")
             other = sf.family(cid)
             with pytest.raises(NotFound):  # another guarantor's statement id is the same miss
-                statements.statement_pdf_url(clinic_id=cid, guarantor_id=other.guarantor_id,
-                                             statement_id=row.statement_id)
+                statements.statement_pdf(clinic_id=cid, guarantor_id=other.guarantor_id,
+                                         statement_id=row.statement_id)
             c.move(days=121)
             with pytest.raises(NotFound, match="120 days"):
-                statements.statement_pdf_url(clinic_id=cid, guarantor_id=f.guarantor_id,
-                                             statement_id=row.statement_id)
+                statements.statement_pdf(clinic_id=cid, guarantor_id=f.guarantor_id,
+                                         statement_id=row.statement_id)
             assert not st_selectors.statement_history(clinic_id=cid, guarantor_id=f.guarantor_id)[0].pdf_available
         finally:
             storage.reset()

@@ -303,6 +303,23 @@ def test_a_payment_cancels_pending_reminders_and_queues_the_emailed_receipt(clie
     assert [m.status for m in outbox if m.kind == "receipt"] == ["queued"]
 
 
+def test_sign_in_pages_wear_the_groups_branding(client):
+    """PRODUCT.md §7: the group decides what its guarantors see, from the first page. The sign-in
+    and code pages showed "Patient billing" and the default colours (new-user helper)."""
+    f, gid = _portal_family(theme={"primary": "#0b5394"}, footer_text="Riverside billing office")
+    first = client.http.get(f"/signin?clinic={f.clinic_id}&group={gid}")
+    signin = _body(first)
+    assert "Riverside Family Medicine" in signin and "Patient billing" not in signin
+    assert "#0b5394" in signin and "Riverside billing office" in signin and "(555) 555-0100" in signin
+    login = {"cookie": _cookie(first), **FORM}
+    csrf = _find(r'name="csrf" value="([^"]+)"', signin)
+    form = f"csrf={csrf}&clinic={f.clinic_id}&group={gid}&first_name=x&last_name=y&contact=n%40example.com"
+    code_page = _body(client.http.post("/signin", headers=login, body=form.encode()))
+    assert "Enter your code" in code_page and "Riverside Family Medicine" in code_page
+    unknown = _body(client.http.get(f"/signin?clinic={f.clinic_id}&group=grp_unknown0000000"))
+    assert "Riverside" not in unknown  # an unknown group: no branding, nothing said about it
+
+
 def test_sign_in_with_a_code_read_from_the_outbox_then_switch_accounts(client, tmp_path, monkeypatch):
     from chalicelib.core import config
     from chalicelib.notify import selectors as notify_selectors

@@ -1274,9 +1274,18 @@ def _statement(clinic_id: str, guarantor_id: str, statement_id: str) -> Statemen
 
 
 @clinic_scoped
-def statement_pdf_url(*, clinic_id: str, guarantor_id: str, statement_id: str,
-                      expires_seconds: int = PDF_URL_SECONDS) -> str:
-    """A short-lived URL of the statement's PDF (S3 presigned GET; ``file://`` locally).
+@dataclass(frozen=True)
+class StatementPdf:
+    """How a browser gets a statement's PDF: ``url``, a short-lived S3 presigned GET; or, from
+    the embedded default's local folder (no address a browser may open), ``body``, the bytes."""
+
+    url: str | None
+    body: bytes | None
+
+
+def statement_pdf(*, clinic_id: str, guarantor_id: str, statement_id: str,
+                  expires_seconds: int = PDF_URL_SECONDS) -> StatementPdf:
+    """The statement's PDF for its guarantor's browser (:class:`StatementPdf`).
 
     Only while the PDF is kept: ``FRONTDESK_STATEMENT_PDF_DAYS`` (default 120) after the statement
     date (REFERENCE-PORTAL.md J6), matching the bucket's lifecycle rule. Another guarantor's
@@ -1292,7 +1301,10 @@ def statement_pdf_url(*, clinic_id: str, guarantor_id: str, statement_id: str,
     days = config.settings().statement_pdf_days
     if clock.now().date() > date.fromisoformat(item.statement_date) + timedelta(days=days):
         raise NotFound(f"statement PDFs are kept for {days} days")
-    return storage.storage().url(key, expires_seconds=expires_seconds)
+    store = storage.storage()
+    if isinstance(store, storage.LocalStorage):
+        return StatementPdf(url=None, body=store.get(key))
+    return StatementPdf(url=store.url(key, expires_seconds=expires_seconds), body=None)
 
 
 DELIVERY_STATUSES = ("not_yet_mailed", "mailed", "e_delivered", "error")

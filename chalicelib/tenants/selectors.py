@@ -42,7 +42,8 @@ def clinic_get(*, clinic_id: str) -> Clinic:
 
 @clinic_scoped
 def group_get(*, clinic_id: str, group_id: str) -> Group:
-    """One group with parsed settings. Raises NotFound."""
+    """One group with parsed settings. Raises NotFound, InvalidInput (a malformed id)."""
+    require_id(clinic_id, field="clinic_id")
     require_id(group_id, field="group_id")
     try:
         g = GroupItem.get(keys.clinic_pk(clinic_id), keys.group_sk(group_id))

@@ -155,8 +155,18 @@ def form_expired(session: Session) -> Response:
 def _public_render(template: str, *, status: int = 200, **context_: Any) -> Response:
     """Render a page whose form is posted without a session (sign-in, its code, verify) with
     the login-CSRF token as ``csrf``, setting the ``fd_csrf`` cookie when the browser has none
-    (SECURITY.md R46)."""
+    (SECURITY.md R46). A page naming its clinic and group (sign-in, its code) wears the group's
+    name, logo, theme and footer, as the pages after it do (PRODUCT.md §7)."""
     token, cookies = pages.login_csrf(_cookies().get(pages.cookie_name(pages.LOGIN_CSRF_COOKIE)))
+    clinic_id, group_id = context_.get("clinic_id"), context_.get("group_id")
+    if clinic_id and group_id and "practice" not in context_:
+        try:
+            group = tenant_selectors.group_get(clinic_id=clinic_id, group_id=group_id)
+        except (NotFound, InvalidInput):
+            pass  # no branding; the post is refused with the neutral page
+        else:
+            context_.update(practice=group.name, settings=group.settings,
+                            theme_css=context.theme_css(group.settings))
     return pages.render(template, language=_language(), status=status, cookies=cookies, csrf=token, **context_)
 
 
@@ -417,17 +427,19 @@ def statement_detail(session: Session, statement_id: str) -> Response:
 @portal.route("/statements/{statement_id}/pdf", methods=["GET"])
 @session_page("statement_pdf", full_portal=True)
 def statement_pdf(session: Session, statement_id: str) -> Response:
-    """The statement's PDF: a 303 to a short-lived presigned URL while the PDF is kept
-    (REFERENCE-PORTAL.md J6); another guarantor's statement, or none kept, is the neutral page.
-    A ``file://`` URL (the local stand-in) is not given to a browser."""
+    """The statement's PDF while it is kept (REFERENCE-PORTAL.md J6): a 303 to a short-lived
+    presigned URL, or the bytes themselves from the embedded default's local folder (never a
+    ``file://`` address). Another guarantor's statement, or none kept, is the neutral page."""
     try:
-        url = statement_services.statement_pdf_url(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
-                                                   statement_id=statement_id)
+        pdf = statement_services.statement_pdf(clinic_id=session.clinic_id, guarantor_id=session.guarantor_id,
+                                               statement_id=statement_id)
     except (NotFound, InvalidInput):
         return neutral(session.clinic_id, status=404)
-    if not url.startswith(("https://", "http://")):
-        return neutral(session.clinic_id, status=404)
-    return pages.redirect(url)
+    if pdf.url is not None:
+        return pages.redirect(pdf.url)
+    return Response(body=pdf.body, status_code=200, headers={
+        "Content-Type": "application/pdf", "Content-Disposition": 'inline; filename="statement.pdf"',
+        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
 
 
 # --- is this bill genuine? --------------------------------------------------------------------
