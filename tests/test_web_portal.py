@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from chalice.test import Client
@@ -122,6 +123,24 @@ def test_full_portal_pages_render_for_a_code_session(client):
     assert "Account number" in _body(client.http.get(f"/statements/{sid}", headers=headers))
     assert f.guarantor_id in _body(client.http.get(f"/statements/{sid}", headers=headers))
     assert "jane@example.com" in _body(client.http.get("/profile", headers=headers))
+
+
+def test_visits_since_the_last_statement_are_only_those_after_it_and_on_no_statement(client):
+    """REFERENCE-PORTAL.md G2. The panel listed every line off the newest statement, so a line
+    with nothing for the patient to pay (never on a statement) stayed there for ever, and lines
+    billed on an older statement came back (new-user helper)."""
+    f, gid = _portal_family()  # a $42.00 line (2026-10-01) on the statement of 2026-11-01
+    factories.line(f, billed=5_100, dos="2026-09-15", encounter="E-ZERO")  # before it, $0 for the patient
+    factories.line(f, billed=7_300, dos="2026-11-12", encounter="E-NEW")  # after it
+    factories.line(f, billed=6_400, dos="2026-10-20", encounter="E-LATE", responsibility_date="2026-11-15")
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="code", origin="website")
+    account = _body(client.http.get("/account", headers={"cookie": f"fd_session={cookie}"}))
+    since = account.split("Visits since your last statement")[1].split("Visit history")[0]
+    assert "2026-11-12" in since and "2026-10-20" in since  # after it; an insurance answer after it
+    assert "2026-09-15" not in since and "2026-10-01" not in since  # before it; on it
+    history = account.split("Visit history")[1]
+    assert all(d in history for d in ("2026-09-15", "2026-10-01", "2026-10-20", "2026-11-12"))
 
 
 def test_authorization_matrix_owner_other_guarantor_other_clinic_anonymous(client):
@@ -296,7 +315,11 @@ def test_a_payment_cancels_pending_reminders_and_queues_the_emailed_receipt(clie
     start = client.http.post("/pay", headers={**headers, **FORM}, body=_pay_form(page, choice="amount_due"))
     done = client.http.post(_path(start.headers["Location"]), headers=FORM,
                             body=b"card_number=4242424242424242&expiry=12%2F39&cvc=123")
-    assert "Payment received" in _body(client.http.get(_path(done.headers["Location"]), headers=headers))
+    paid = _body(client.http.get(_path(done.headers["Location"]), headers=headers))
+    assert "Payment received" in paid
+    # the language switch comes back to this receipt, not to /pay (new-user helper)
+    here = unquote(_find(r'href="/lang/es\?next=([^"]+)"', paid))
+    assert here.startswith("/pay/done?") and "Payment received" in _body(client.http.get(here, headers=headers))
     outbox = notify_selectors.outbox_list(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
     reminders = [m for m in outbox if m.kind == "reminder"]
     assert reminders and all(m.status == "cancelled" for m in reminders), [(m.kind, m.status) for m in outbox]

@@ -40,10 +40,17 @@ def _theme_css(t: Theme) -> str:
 def account_visits(*, clinic_id: str, guarantor_id: str) -> dict[str, Any]:
     """Visits since the last statement grouped by (facility, provider, patient) with billed,
     adjusted, insurance paid, patient paid and remaining (cents), plus the visit history and
-    the collections lines (REFERENCE-PORTAL.md G2)."""
+    the collections lines (REFERENCE-PORTAL.md G2).
+
+    A line is "since the last statement" when no statement carried it and its date of service,
+    or its responsibility date (an insurance answer that came later), is after the newest
+    statement's date; with no statement, every line not in collections. Before, any line off
+    the newest statement showed, so lines with nothing for the patient to pay (never on a
+    statement) stayed there for ever."""
     lines = account_selectors.service_lines_list(clinic_id=clinic_id, guarantor_id=guarantor_id)
     statements = account_selectors.statements_list(clinic_id=clinic_id, guarantor_id=guarantor_id)
-    billed_on_statement = {str(x.get("line_id")) for x in statements[0].lines} if statements else set()
+    billed_on_statement = {str(x.get("line_id")) for s in statements for x in s.lines}
+    last_statement_date = max((s.statement_date for s in statements), default="")
     facilities = tenant_selectors.facility_names(clinic_id=clinic_id)
     providers = tenant_selectors.provider_names(clinic_id=clinic_id)
     patients = {p.patient_id: f"{p.preferred_name or p.first_name} {p.last_name}"
@@ -61,7 +68,8 @@ def account_visits(*, clinic_id: str, guarantor_id: str) -> dict[str, Any]:
         history.append(row)
         if row["collections"]:
             in_collections.append(row)
-        elif sl.line_id not in billed_on_statement:
+        elif sl.line_id not in billed_on_statement and max(
+                sl.date_of_service, sl.responsibility_date or "") > last_statement_date:
             key = (facilities.get(sl.facility_id or "", "—"), providers.get(sl.rendering_provider_id or "", "—"),
                    patients.get(sl.patient_id, "—"))
             groups[key].append(row)

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from chalice import Blueprint, Response
 
@@ -569,11 +570,12 @@ def pay_done() -> Response:
         receipt = payment_selectors.receipt_get(clinic_id=clinic_id, guarantor_id=guarantor_id,
                                                 receipt_id=view.receipt_id)
     status = 200 if view is not None and view.status in ("succeeded", "failed", "canceled") else 202
+    here = "/pay/done?" + urlencode({"c": clinic_id, "g": guarantor_id, "a": attempt_key})  # language switch
     if session is not None:
-        return _render("paid.html", session, status=status, view=view, receipt=receipt)
+        return _render("paid.html", session, status=status, view=view, receipt=receipt, here=here)
     clinic = tenant_selectors.clinic_get(clinic_id=clinic_id)
     return pages.render("paid.html", language=_language(), status=status, view=view, receipt=receipt,
-                        practice=clinic.name)
+                        practice=clinic.name, here=here)
 
 
 @portal.route("/receipts", methods=["GET"])
