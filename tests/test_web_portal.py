@@ -122,6 +122,8 @@ def test_full_portal_pages_render_for_a_code_session(client):
     sid = _find(r'/statements/(st_\w+)', _body(statements))
     assert "Account number" in _body(client.http.get(f"/statements/{sid}", headers=headers))
     assert f.guarantor_id in _body(client.http.get(f"/statements/{sid}", headers=headers))
+    detail = _body(client.http.get(f"/statements/{sid}", headers=headers))
+    assert _find(r'href="/lang/es\?next=([^"]+)"', detail) == f"/statements/{sid}"
     assert "jane@example.com" in _body(client.http.get("/profile", headers=headers))
 
 
