@@ -63,6 +63,9 @@ def test_quickpay_from_a_link_fits_the_screen_and_passes_axe(browser, live_serve
     page.get_by_label("Card number").fill("4242 4242 4242 4242")
     page.get_by_label("Expiry (MM/YY)").fill("12/39")
     page.get_by_label("Security code").fill("123")
+    # the sandbox's own page fits the phone too (it was unstyled: labels and inputs ran together)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate("getComputedStyle(document.querySelector('label')).display") == "block"
     page.get_by_role("button", name=re.compile("Pay")).click()
     page.wait_for_url(re.compile(r".*/pay/done\?.*"))
     expect(page.get_by_role("heading", name="Payment received")).to_be_visible()

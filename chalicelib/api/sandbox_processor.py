@@ -138,6 +138,6 @@ def _closed(view: dict[str, Any]) -> Response:
 def _page(title: str, body: str, status: int) -> Response:
     doc = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-           f"<title>{html.escape(title)}</title>"
+           f"<title>{html.escape(title)}</title><link rel=\"stylesheet\" href=\"/static/portal.css\">"
            f"</head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
     return Response(body=doc, status_code=status, headers=HEADERS)
