@@ -254,17 +254,17 @@ def _demo_print(result: Any) -> None:
         if f["status"] == "rejected" and f.get("error"):
             line += f": {f['error']['message']}"
         elif f["claims"]:
-            line += f": {f['claims']} claims, patient responsibility {format_cents(f['patient_responsibility_cents'])}"
+            # A claim file (837) carries charges; a remittance (835) says what the patient owes.
+            money = (f"charges {format_cents(f['charge_cents'])}" if f["format"] == "837" else
+                     f"patient responsibility {format_cents(f['patient_responsibility_cents'])}")
+            line += f": {f['claims']} claims, {money}"
         print(line)
-    summary = result.as_json()
     print(f"\nClinic {result.clinic.clinic_id}: {result.guarantors} guarantors; today's statement run billed "
           f"{result.guarantors_billed}{_could_not(result.statement_errors)}; ledger "
           f"{'verified' if result.ledger_ok else 'MISMATCH'} ({result.balances_checked} balances)")
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.messages.items())) or "none"
     print(f"Messages: {counts} (queued ones wait for their time: reminders, quiet hours 08:00-21:00)")
     print(f"Outbox (console email and SMS): {result.outbox}")
-    print(f"Staff login (for the staff console, not built yet): {summary['staff_login']} / "
-          f"{result.clinic.admin_password}")
     if result.largest:
         print(f"\nThe {len(result.largest)} largest amounts due:")
         print(f"{'guarantor':<22}{'name':<26}{'amount due':>12}{'current':>12}")

@@ -99,3 +99,24 @@ def test_demo_refuses_a_data_folder_that_does_not_exist(tmp_path):
     out = _cli("demo", "--no-serve", "--json", "--data", str(tmp_path / "missing"))
     assert out.returncode == 2
     assert "missing: not a folder" in out.stderr and out.stdout == ""
+
+
+def test_demo_summary_shows_a_claim_files_charges_and_no_password(capsys):
+    """An 837 carries charges, not patient responsibility ("837: 300 claims, patient
+    responsibility $0.00" said nothing); and a password for a staff console that does not exist
+    yet is not printed (new-user helper)."""
+    from types import SimpleNamespace
+
+    from chalicelib.cli import _demo_print
+
+    files = [{"status": "imported", "format": "837", "path": "claims.837", "claims": 3, "charge_cents": 45_000,
+              "patient_responsibility_cents": 0},
+             {"status": "imported", "format": "835", "path": "era.835", "claims": 3, "charge_cents": 45_000,
+              "patient_responsibility_cents": 6_000}]
+    result = SimpleNamespace(files=files, clinic=SimpleNamespace(clinic_id="c_1"),
+                             guarantors=3, guarantors_billed=3, statement_errors={}, ledger_ok=True,
+                             balances_checked=3, messages={}, outbox="outbox.jsonl", largest=[], pay_links=[])
+    _demo_print(result)
+    out = capsys.readouterr().out
+    assert "claims.837: 3 claims, charges $450.00" in out and "era.835: 3 claims, patient responsibility $60.00" in out
+    assert "password" not in out.lower() and "Staff login" not in out
