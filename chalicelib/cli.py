@@ -84,7 +84,7 @@ def guarantor_rows(clinic_id: str | None) -> list[dict[str, Any]]:
         for g in account_selectors.guarantors_list(clinic_id=cid):
             b = g.figures.balances
             rows.append({
-                "clinic_id": cid, "guarantor_id": g.guarantor_id,
+                "clinic_id": cid, "guarantor_id": g.guarantor_id, "account_number": g.account_number,
                 "first_name": g.first_name, "last_name": g.last_name,
                 "statement_balance_cents": b.statement_balance,
                 "amount_due_cents": b.amount_due,
@@ -103,9 +103,11 @@ def cmd_guarantors(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         for r in rows:
-            print(f"{r['guarantor_id']}  {r['first_name']} {r['last_name']}: amount due "
-                  f"{format_cents(r['amount_due_cents'])}, current balance "
-                  f"{format_cents(r['current_balance_cents'])}")
+            print(f"{r['guarantor_id']}  account {r['account_number']}  {r['first_name']} {r['last_name']}: "
+                  f"statement balance {format_cents(r['statement_balance_cents'])}, amount due "
+                  f"{format_cents(r['amount_due_cents'])}, current balance {format_cents(r['current_balance_cents'])}, "
+                  f"unapplied {format_cents(r['unapplied_funds_cents'])}, collections "
+                  f"{format_cents(r['collections_balance_cents'])}")
     return 0
 
 

@@ -42,6 +42,10 @@ def test_cli_create_tables_guarantors_and_ledger_verify():
     [row] = json.loads(out.stdout)
     assert row["guarantor_id"] == f.guarantor_id
     assert (row["current_balance_cents"], row["amount_due_cents"]) == (4_321, 0)
+    assert row["account_number"] == f.guarantor_id  # no practice number: our id
+    text = _cli("guarantors", "--clinic", f.clinic_id).stdout  # every figure the README lists
+    assert f"account {f.guarantor_id}" in text and "statement balance $0.00" in text and "unapplied $0.00" in text
+    assert "collections $0.00" in text and "current balance $43.21" in text
     verify = _cli("ledger-verify", "--json", "--clinic", f.clinic_id)
     assert verify.returncode == 0
     assert json.loads(verify.stdout) == {"ok": True, "balances_checked": 1, "mismatches": []}

@@ -261,6 +261,8 @@ def test_a_roster_with_member_ids_gives_the_837_and_835_subscribers_their_contac
     assert len(found) == len({row.split(",")[0] for row in roster_rows})
     assert all(g.email and g.email.endswith("@example.com") and g.consent.as_dict()["email"] for g, _ in found)
     assert sum(len(patients) for _, patients in found) == len(roster_rows)
+    # The 837 and 835 name no account number: the roster's stays on every guarantor.
+    assert sorted(g.account_number for g, _ in found) == sorted({row.split(",")[0] for row in roster_rows})
     assert ledger_verify(clinic_id=cid).ok
 
 
@@ -276,6 +278,36 @@ def test_one_account_number_is_one_guarantor_with_or_without_member_id():
     later = "guarantor_id,guarantor_first_name,guarantor_last_name,email\nG3,Ann,Lee,ann@example.com\n"
     assert services.import_file(clinic_id=cid, source=Source(data=later.encode(), name="b.csv")).status == "imported"
     assert len(people(cid)) == 1
+
+
+def test_the_roster_guarantor_id_is_kept_as_the_practices_account_number():
+    """Statements printed our guarantor id as "Account number", a number the billing office
+    does not know. The roster's guarantor_id (as spelt, stripped) is stored on the profile;
+    importing it again changes nothing; a roster renumbering a guarantor updates it; a file
+    without one (FHIR) sets none."""
+    from chalicelib.accounts import services as accounts
+
+    cid = clinic()
+    head = "guarantor_id,guarantor_first_name,guarantor_last_name,member_id\n"
+    text = head + " acc-7 ,Ann,Lee,M7\nB-8,Bo,Kim,\n"
+    assert services.import_file(clinic_id=cid, source=Source(data=text.encode(), name="a.csv")).status == "imported"
+    numbers = {g.last_name: g.account_number for g, _ in people(cid)}
+    assert numbers == {"Lee": "acc-7", "Kim": "B-8"}
+    lee = next(g.guarantor_id for g, _ in people(cid) if g.last_name == "Lee")
+    assert not accounts.guarantor_account_number_set(clinic_id=cid, guarantor_id=lee, account_number="acc-7")
+    grown = text + "C-9,Cy,Day,\n"  # other bytes, so imported again rather than a duplicate
+    assert services.import_file(clinic_id=cid, source=Source(data=grown.encode(), name="b.csv")).status == "imported"
+    assert {g.last_name: g.account_number for g, _ in people(cid)} == {**numbers, "Day": "C-9"}
+    renumbered = head + "ACC-70,Ann,Lee,M7\n"  # the member id keys her: same guarantor, new number
+    assert services.import_file(clinic_id=cid, source=Source(data=renumbered.encode(), name="c.csv")).status == (
+        "imported")
+    after = {g.last_name: (g.guarantor_id, g.account_number) for g, _ in people(cid)}
+    assert after["Lee"] == (lee, "ACC-70") and len(after) == 3
+    odd = read_roster((head + "d\x0b-1,Al,Ng,\n").encode(), Warnings()).units[0].guarantor
+    assert odd.account_number == "D1"  # a character that does not print: the letters and digits
+    fhir = bundle({"resourceType": "Patient", "id": "p9", "name": [{"family": "Ray", "given": ["Al"]}]})
+    assert services.import_file(clinic_id=cid, source=Source(data=fhir, name="p.json")).status == "imported"
+    assert {g.last_name: g.account_number for g, _ in people(cid)}["Ray"] is None
 
 
 def test_a_roster_longer_than_the_row_limit_is_rejected_before_it_fills_memory(monkeypatch):

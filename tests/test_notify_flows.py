@@ -243,6 +243,28 @@ def test_receipts_and_plan_notices(outbox):
     assert all(r.status == "sent" for r in rows.values())
 
 
+def test_the_receipt_email_prints_the_practices_account_number_else_the_guarantor_id(outbox):
+    """The receipt's "Account" is the number the billing office knows (the roster's
+    guarantor_id, stored on the profile); a guarantor without one shows our id."""
+    from chalicelib.accounts import services as accounts
+
+    ns.Clock(ns.utc(2026, 12, 2, 18, 0))
+    cid = ns.clinic()
+    numbered, plain = ns.payer(cid), ns.payer(cid)
+    assert accounts.guarantor_account_number_set(clinic_id=cid, guarantor_id=numbered.guarantor_id,
+                                                 account_number="ACC-7731")
+    for p, n in ((numbered, 1), (plain, 2)):
+        services.receipt_email_queue(
+            clinic_id=cid, guarantor_id=p.guarantor_id, receipt_id=f"r_{n}", receipt_number=f"R-00000{n}",
+            paid_on="2026-12-02", transaction_number=f"txn_{n}", card_brand="Visa", card_last4="4242",
+            amount_cents=1_000)
+    local.drain()
+    [mine], [theirs] = ([r for r in selectors.outbox_list(clinic_id=cid, guarantor_id=p.guarantor_id)
+                         if r.kind == "receipt"] for p in (numbered, plain))
+    assert "Account: ACC-7731" in (mine.body_text or "") and numbered.guarantor_id not in (mine.body_text or "")
+    assert f"Account: {plain.guarantor_id}" in (theirs.body_text or "")
+
+
 def test_an_invalid_contact_is_a_permanent_failure_recorded_on_the_contact_point(outbox):
     ns.Clock(ns.utc(2026, 12, 2, 18, 0))
     cid = ns.clinic()

@@ -451,3 +451,56 @@ def test_a_new_balance_from_a_remittance_is_billed_at_once_and_only_once(tmp_pat
             assert "balance" in kinds
         assert statements.balance_notices_bill(clinic_id=cid) == {}  # nothing left: nothing billed twice
         assert ledger_verify(clinic_id=cid).ok
+
+
+def test_statements_print_the_practices_account_number_else_the_guarantor_id():
+    """New-user trial: statements showed our ``g_...`` id as "Account number", a number the
+    billing office does not know. A roster's guarantor_id is the practice's number: the
+    statement record, its PDF, the print manifest, the pay codes and a PM push without a number
+    of its own carry it (a pushed number still wins); a guarantor without one keeps our id."""
+    import csv
+    import io
+
+    from pypdf import PdfReader
+
+    from chalicelib.imports import services as imports
+    from chalicelib.imports.files import Source
+    from chalicelib.statements import storage
+    from chalicelib.store.models import PatientItem
+    from tests import factories
+
+    c = sf.Clock()
+    cid, _ = sf.clinic()
+    plain = sf.family(cid)
+    roster = ("guarantor_id,guarantor_first_name,guarantor_last_name,address_line1,city,state,postal_code\n"
+              "ACC-1001,Rosa,Banks,12 Elm St,Springfield,IL,62704\n")
+    assert imports.import_file(clinic_id=cid, source=Source(data=roster.encode(), name="r.csv")).status == "imported"
+    with clinic_scope(cid):
+        [banks] = [g for g in GuarantorItem.gsi1.query(keys.guarantors_gsi1pk(cid))
+                   if isinstance(g, GuarantorItem) and g.last_name == "Banks"]
+        [patient] = PatientItem.query(banks.pk, PatientItem.sk.startswith(keys.PATIENT_PREFIX))
+    numbered = factories.Family(cid, banks.guarantor_id, patient.patient_id, plain.facility_id, plain.provider_id)
+    for f in (numbered, plain):
+        sf.owes(f, 1_000)
+    run_id = statements.statement_run_start(clinic_id=cid, run_date=c.today).run_id
+    [mine], [theirs] = history(numbered), history(plain)
+    assert (mine.account_number, theirs.account_number) == ("ACC-1001", plain.guarantor_id)
+    store = storage.storage()
+    with clinic_scope(cid):
+        record = StatementRecordItem.get(keys.guarantor_pk(cid, numbered.guarantor_id),
+                                         keys.statement_sk(mine.statement_id))
+    text = PdfReader(io.BytesIO(store.get(str(record.pdf_key)))).pages[0].extract_text()
+    assert "ACC-1001" in text and numbered.guarantor_id not in text
+    manifest = csv.DictReader(io.StringIO(store.get(storage.print_manifest_key(cid, run_id)).decode()))
+    assert {r["guarantor_id"]: r["account_number"] for r in manifest} == {
+        numbered.guarantor_id: "ACC-1001", plain.guarantor_id: plain.guarantor_id}
+    codes = statements.statement_pay_codes(clinic_id=cid, guarantor_ids=[numbered.guarantor_id, plain.guarantor_id])
+    assert [it.account_number for it in codes.items] == ["ACC-1001", plain.guarantor_id]
+    by_statement = statements.statement_pay_codes(clinic_id=cid, statement_ids=[mine.statement_id])
+    assert by_statement.items[0].account_number == "ACC-1001"
+    base = {"guarantor_id": numbered.guarantor_id, "statement_date": c.today, "due_date": "2026-11-30"}
+    results = statements.statement_push(clinic_id=cid, statements=[
+        {**base, "statement_id": "PM-1"}, {**base, "statement_id": "PM-2", "account_number": "PM-77"}])
+    assert [r.status for r in results] == ["created", "created"]
+    pushed = {r.statement_id: r.account_number for r in history(numbered)}
+    assert (pushed["PM-1"], pushed["PM-2"]) == ("ACC-1001", "PM-77")

@@ -127,6 +127,39 @@ def test_full_portal_pages_render_for_a_code_session(client):
     assert "jane@example.com" in _body(client.http.get("/profile", headers=headers))
 
 
+def test_the_statement_page_shows_the_practices_account_number(client):
+    """The "Account number" a patient quotes to the billing office is the practice's own (the
+    roster's guarantor_id), not our guarantor id (found by a new-user trial)."""
+    f = factories.family(tenants.clinic_create(name="Riverside", time_zone="America/Chicago"))
+    gid = tenants.group_create(clinic_id=f.clinic_id, name="Riverside Family Medicine")
+    accounts.guarantor_account_number_set(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id,
+                                          account_number="RFM-20417")
+    factories.patient_owes(f, 4_200)
+    sid = accounts.statement_create(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id,
+                                    statement_date="2026-11-01", due_date="2026-11-30")
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="code", origin="website")
+    page = _body(client.http.get(f"/statements/{sid}", headers={"cookie": f"fd_session={cookie}"}))
+    assert re.search(r"Account number</span><span>RFM-20417<", page) and f.guarantor_id not in page
+
+
+def test_home_flags_a_new_statement_only_while_something_is_due(client):
+    """REFERENCE-PORTAL.md G1 "a flag when there is a new statement": a statement with new
+    charges was flagged "(new)" even after it was paid (new-user helper)."""
+    from chalicelib.accounts import selectors
+
+    f, gid = _portal_family()
+    cookie = links.session_start(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid,
+                                 method="code", origin="website")
+    headers = {"cookie": f"fd_session={cookie}"}
+    assert "(new)" in _body(client.http.get("/home", headers=headers))
+    [line] = selectors.service_lines_list(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)
+    accounts.patient_payment_post(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, amount_cents=4_200,
+                                  applications={line.line_id: 4_200}, source_key="receipt:home-new")
+    home = _body(client.http.get("/home", headers=headers))
+    assert "$0.00" in home and "(new)" not in home
+
+
 def test_visits_since_the_last_statement_are_only_those_after_it_and_on_no_statement(client):
     """REFERENCE-PORTAL.md G2. The panel listed every line off the newest statement, so a line
     with nothing for the patient to pay (never on a statement) stayed there for ever, and lines
@@ -231,6 +264,7 @@ def test_quickpay_pays_through_the_processor_page_and_shows_the_receipt(client):
     from chalicelib.ledger.verify import ledger_verify
 
     f, gid = _portal_family()
+    accounts.guarantor_account_number_set(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, account_number="A-7731")
     link = links.link_issue(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id, group_id=gid, kind=LinkKind.EMAIL)
     cookie = _cookie(client.http.get(f"/l/{link.token}"))
     headers = {"cookie": cookie}
@@ -259,6 +293,7 @@ def test_quickpay_pays_through_the_processor_page_and_shows_the_receipt(client):
     rid = _find(r'/receipts/(\w+)"', receipts)
     detail = _body(client.http.get(f"/receipts/{rid}", headers={"cookie": f"fd_session={full}"}))
     assert "$42.00" in detail and "Transaction number" in detail
+    assert "Account number</span><span>A-7731<" in detail  # the practice's, not our id
     other, other_gid = _portal_family(last_name="Else")
     theirs = links.session_start(clinic_id=other.clinic_id, guarantor_id=other.guarantor_id, group_id=other_gid,
                                  method="code", origin="website")

@@ -40,6 +40,7 @@ class GuarantorSummary:
     mobile: str | None
     language: str
     dunning_count: int
+    account_number: str  # what documents print: the practice's own number, else guarantor_id
     figures: GuarantorFigures
 
 
@@ -65,12 +66,19 @@ class ServiceLine:
         return self.money.get(COLLECTIONS, 0) > 0
 
 
+def account_number_of(guarantor: GuarantorItem) -> str:
+    """What patient-facing documents print as "Account number" for this guarantor: the
+    practice's own account number when it gave one (a roster's ``guarantor_id``), else our
+    guarantor id. Display only: lookups always use ``guarantor_id``."""
+    return guarantor.account_number or guarantor.guarantor_id
+
+
 def _summary(profile: GuarantorItem, balance: BalanceItem, include_new_charges: bool) -> GuarantorSummary:
     return GuarantorSummary(
         guarantor_id=profile.guarantor_id, first_name=profile.first_name,
         last_name=profile.last_name, preferred_name=profile.preferred_name,
         email=profile.email, mobile=profile.mobile, language=profile.language,
-        dunning_count=int(profile.dunning_count),
+        dunning_count=int(profile.dunning_count), account_number=account_number_of(profile),
         figures=figures_from_item(balance, include_new_charges=include_new_charges),
     )
 
@@ -171,7 +179,7 @@ def _kind(model: type[Item]) -> str:
 
 _PAGE_KINDS = (_kind(ClinicItem), _kind(GroupItem), _kind(GuarantorItem), _kind(BalanceItem))
 _PROFILE_FIELDS = ("guarantor_id", "first_name", "last_name", "preferred_name", "email", "mobile", "language",
-                   "dunning_count")
+                   "dunning_count", "account_number")
 
 
 @clinic_scoped
@@ -200,6 +208,7 @@ def guarantor_page(*, clinic_id: str, guarantor_id: str, group_id: str) -> Guara
     settings = settings_load(settings_json)
     shown = dict(zip(_PROFILE_FIELDS, db.stored_values(GuarantorItem, profile, _PROFILE_FIELDS), strict=True))
     shown["dunning_count"] = int(shown["dunning_count"])
+    shown["account_number"] = shown["account_number"] or shown["guarantor_id"]  # as account_number_of
     figures = figures_from_item(BalanceItem.from_raw_data(balance), include_new_charges=settings.include_new_charges)
     return GuarantorPage(clinic_name=clinic_name, clinic_phone=clinic_phone,
                          group=Group(group_id_, group_name, bool(is_default), settings),

@@ -17,6 +17,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
+from chalicelib.accounts.selectors import account_number_of
 from chalicelib.core import clock
 from chalicelib.core.errors import (
     AlreadyExists,
@@ -78,16 +79,21 @@ def guarantor_create(
     consent: Mapping[str, Any] | None = None,
     guarantor_id: str | None = None,
     external_id: str | None = None,
+    account_number: str | None = None,
 ) -> str:
     """Create a guarantor profile and its zero balance item in one transaction; return the id.
 
-    Raises InvalidInput (names, language, dates) or AlreadyExists.
+    ``account_number``: the practice's own account number (a roster's ``guarantor_id``), what
+    patient-facing documents print as "Account number" (see :func:`account_number_of`); None
+    when the practice gave none. Raises InvalidInput (names, language, dates, account number
+    longer than :data:`ACCOUNT_NUMBER_MAX`) or AlreadyExists.
     """
     if not first_name.strip() or not last_name.strip():
         raise InvalidInput("guarantor first and last name are required")
     if language not in ("en", "es"):
         raise InvalidInput("guarantor language must be 'en' or 'es'")
     gid = require_id(guarantor_id, field="guarantor_id") if guarantor_id else new_id("g")
+    number = _account_number(account_number)
     pk = keys.guarantor_pk(clinic_id, gid)
     profile = GuarantorItem(
         pk, keys.PROFILE, guarantor_id=gid, first_name=first_name.strip(),
@@ -95,7 +101,7 @@ def guarantor_create(
         date_of_birth=_iso_date(date_of_birth, "date_of_birth") if date_of_birth else None,
         email=email, mobile=mobile, language=language,
         address=dict(address) if address else None, consent=dict(consent) if consent else None,
-        external_id=external_id, created_at=clock.now(),
+        external_id=external_id, account_number=number, created_at=clock.now(),
         gsi1pk=keys.guarantors_gsi1pk(clinic_id), gsi1sk=gid,
         gsi2pk=keys.last_name_gsi2pk(clinic_id, last_name),
         gsi2sk=f"{keys.fold_name(first_name)}#{gid}",
@@ -110,6 +116,38 @@ def guarantor_create(
             raise AlreadyExists(f"guarantor {gid} already exists") from exc
         raise
     return gid
+
+
+#: Longest practice account number kept (the roster's ``guarantor_id`` limit).
+ACCOUNT_NUMBER_MAX = 64
+
+
+def _account_number(value: str | None) -> str | None:
+    number = (value or "").strip()
+    if len(number) > ACCOUNT_NUMBER_MAX or any(not ch.isprintable() for ch in number):
+        raise InvalidInput(f"account_number must be 1-{ACCOUNT_NUMBER_MAX} printable characters")
+    return number or None
+
+
+@clinic_scoped
+def guarantor_account_number_set(*, clinic_id: str, guarantor_id: str, account_number: str) -> bool:
+    """Set the practice's account number on an existing guarantor's profile (a roster naming
+    it, or naming a new one). Reads the profile and writes only a change (so importing the same
+    roster again is one GetItem and no write); returns True when it changed it.
+    Raises InvalidInput (blank, too long), UnknownGuarantor."""
+    number = _account_number(account_number)
+    if number is None:
+        raise InvalidInput("account_number is blank")
+    pk, sk = _profile_key(clinic_id, guarantor_id)
+    try:
+        current = GuarantorItem.get(pk, sk, consistent_read=True)
+    except GuarantorItem.DoesNotExist:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
+    if current.account_number == number:
+        return False
+    if not _profile_update(clinic_id, guarantor_id, [GuarantorItem.account_number.set(number)]):
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found")
+    return True
 
 
 @clinic_scoped
@@ -376,6 +414,10 @@ def statement_create(*, clinic_id: str, guarantor_id: str, statement_date: str,
         raise InvalidInput("due_date is before statement_date")
     sid = require_id(statement_id, field="statement_id") if statement_id else new_id("st")
     pk = keys.guarantor_pk(clinic_id, require_id(guarantor_id, field="guarantor_id"))
+    try:
+        number = account_number_of(GuarantorItem.get(pk, keys.PROFILE))
+    except GuarantorItem.DoesNotExist:
+        raise UnknownGuarantor(f"guarantor {guarantor_id} not found") from None
     billed_before: set[str] = set()
     for st in StatementItem.query(pk, StatementItem.sk.startswith(keys.STATEMENT_PREFIX)):
         billed_before.update(str(x.get("line_id")) for x in st.lines)
@@ -388,7 +430,7 @@ def statement_create(*, clinic_id: str, guarantor_id: str, statement_date: str,
                           "procedure_code": sl.procedure_code, "open_cents": open_cents,
                           "status": "previously_billed" if sl.line_id in billed_before else "new"})
     item = StatementItem(pk, keys.statement_sk(sid), statement_id=sid, statement_date=sdate,
-                         due_date=ddate, account_number=guarantor_id, statement_balance=0,
+                         due_date=ddate, account_number=number, statement_balance=0,
                          amount_due=0, as_of_seq=0, lines=lines, created_at=clock.now())
     ledger.statement_snapshot(clinic_id=clinic_id, guarantor_id=guarantor_id, statement=item)
     return sid

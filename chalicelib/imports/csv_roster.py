@@ -30,7 +30,11 @@ At most :data:`MAX_ROWS` data rows per file. Unknown columns are ignored with on
 A value that breaks the rules above rejects the
 file (ImportRejected with the row number, header = row 1, and the column name); nothing is
 written. Guarantors are keyed ``csv:<guarantor_id>``, so importing a roster again finds the
-same guarantors; existing guarantors' profiles are not overwritten. With ``member_id`` the
+same guarantors; existing guarantors' profiles are not overwritten, except the account number:
+``guarantor_id`` as the roster spells it (stripped; its letters and digits only when it holds a
+character that does not print) is stored as the guarantor's
+``account_number``, what statements and receipts print, and a roster giving a guarantor another
+one (a member-id-keyed guarantor, a new spelling) replaces it. With ``member_id`` the
 guarantor is keyed as a subscriber is (``member:<id>:<last>:<first>``, people.py) and the
 patients by name, so a roster imported before the practice's 837 and 835 files gives the
 guarantors those files bill their contact details and consent (the patient id stays an alias).
@@ -180,6 +184,7 @@ def _unit(row: dict[str, str], n: int, ordinal: int, seen: dict[str, tuple[int, 
     guarantor = Person(
         last=row["guarantor_last_name"], first=row["guarantor_first_name"], member_id=member,
         external_key="" if member else f"csv:{gid}",
+        account_number=row["guarantor_id"] if row["guarantor_id"].isprintable() else gid,
         date_of_birth=_date(row.get("guarantor_date_of_birth", ""), n, "guarantor_date_of_birth"),
         email=email, mobile=_mobile(row.get("mobile", ""), n), language=language, address=address,
         consent={"email": _flag(row.get("consent_email", ""), n, "consent_email"),

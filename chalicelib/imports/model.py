@@ -42,7 +42,9 @@ class Person:
 
     ``member_id``: the payer's member id (NM1*IL09/NM1*QC09 with qualifier MI, FHIR
     Coverage.subscriberId) or another external id; ``external_key``: the importer's own
-    stable key (``member:<id>``, ``fhir:Patient/<id>``, ``csv:<id>``) when the file has one.
+    stable key (``member:<id>``, ``fhir:Patient/<id>``, ``csv:<id>``) when the file has one;
+    ``account_number``: the practice's own account number of a guarantor as the file spells it
+    (a roster's ``guarantor_id``; other files give none), stored on the profile for display.
     """
 
     last: str
@@ -57,6 +59,7 @@ class Person:
     language: str | None = None
     address: dict[str, str] | None = None
     consent: dict[str, bool] | None = None
+    account_number: str = ""
 
 
 class RemitLine(NamedTuple):

@@ -12,6 +12,11 @@ conditional put *before* the guarantor is created, so the same person from an 83
 2. ``accounts.guarantor_create`` with that id (AlreadyExists means a crashed run created it);
 3. set ``ready``. Patients the same way under ``UQ#PREF#``.
 
+A person carrying the practice's account number (a roster row) has it stored on the
+guarantor's profile, created with it or, for a guarantor found, set when it differs
+(``accounts.guarantor_account_number_set``, which writes only a change). Files without one
+(837, 835, FHIR) leave the profile's number as it is.
+
 Subscribers become guarantors (DATA-FORMATS.md §3: a subscriber who is the patient is their
 own guarantor; a dependent's guarantor is the subscriber). Providers and facilities are keyed
 by NPI (``npi-<NPI>``, public identifiers, not PHI) and created once.
@@ -107,6 +112,7 @@ class People:
         if not has_name(person):
             raise InvalidInput("the person has no last name")
         ref = self._claim(keys.unique_sk("GREF", digest(key)), None, False)
+        created = False
         if not ref.ready:
             try:
                 accounts.guarantor_create(
@@ -114,11 +120,16 @@ class People:
                     last_name=person.last.strip(), date_of_birth=person.date_of_birth, email=person.email,
                     mobile=person.mobile, language=person.language or "en", address=person.address,
                     consent=person.consent, external_id=(normalize_id(person.member_id) or None),
+                    account_number=person.account_number or None,
                 )
                 self.created_guarantors += 1
+                created = True
             except AlreadyExists:
                 pass
             ref.update(actions=[ExternalRefItem.ready.set(True)])
+        if person.account_number and not created:
+            accounts.guarantor_account_number_set(clinic_id=self.clinic_id, guarantor_id=ref.guarantor_id,
+                                                  account_number=person.account_number)
         self._guarantors[key] = ref.guarantor_id
         return ref.guarantor_id
 

@@ -1012,7 +1012,8 @@ def _reverse(ctx: Context, claim: RemitClaim, amounts: dict[str, int]) -> Outcom
 
 def post_person(ctx: Context, unit: PersonUnit) -> Outcome:
     """Find or create the guarantor (and the patient linked to them) of one roster row or FHIR
-    resource; a person known before is left as it is (profiles are not overwritten)."""
+    resource; a person known before is left as it is (profiles are not overwritten), except the
+    practice's account number a roster row carries (people.py)."""
     if not has_name(unit.guarantor) or (unit.patient is not None and not has_name(unit.patient)):
         return record(ctx, unit.ordinal, Outcome("held", review="no last name"))
     before = ctx.people.created_guarantors

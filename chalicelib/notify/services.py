@@ -50,6 +50,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.accounts import selectors as account_selectors
+from chalicelib.accounts.selectors import account_number_of
 from chalicelib.core import clock
 from chalicelib.core import config as core_config
 from chalicelib.core.errors import InvalidInput, NotFound, TryAgainLater, UnknownGuarantor
@@ -514,7 +515,7 @@ def receipt_email_queue(*, clinic_id: str, guarantor_id: str, receipt_id: str, r
         fields={"receipt_number": receipt_number, "paid_on": date.fromisoformat(paid_on).isoformat(),
                 "transaction_number": transaction_number, "card_brand": card_brand,
                 "card_last4": card_last4[-4:], "amount_paid_cents": amount_cents,
-                "account_number": guarantor_id}, contact=profile.email)
+                "account_number": account_number_of(profile)}, contact=profile.email)
     _send_now([queued])
     return queued
 

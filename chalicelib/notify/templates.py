@@ -75,7 +75,7 @@ SAMPLE: dict[str, Any] = {
     "practice_name": "Riverside Family Medicine", "practice_phone": "(555) 555-0100",
     "guarantor_name": "Jane", "amount_due": "$125.40", "due_date": "12/15/2026",
     "pay_link": "https://pay.example.org/l/c_0123456789abcdef.sample", "when": "before",
-    "final_notice": False, "receipt_number": "R-000123", "account_number": "g_0123456789abcdef",
+    "final_notice": False, "receipt_number": "R-000123", "account_number": "A-100234",
     "paid_on": "11/30/2026", "transaction_number": "txn_0123456789", "card_brand": "Visa",
     "card_last4": "4242", "amount_paid": "$125.40", "code": "123456", "code_minutes": 10,
     "plan_amount": "$50.00", "charge_date": "12/01/2026",

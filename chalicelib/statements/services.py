@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
+from chalicelib.accounts.selectors import account_number_of
 from chalicelib.core import clock, config
 from chalicelib.core.errors import (
     AlreadyExists,
@@ -308,7 +309,14 @@ def account_read(clinic_id: str, guarantor_id: str, balance: BalanceItem | None 
 
 @dataclass
 class AccountPlan:
-    """One statement to issue: the account (guarantor or patient), its lines and figures (cents)."""
+    """One statement to issue: the account (guarantor or patient), its lines and figures (cents).
+
+    ``account_number`` is what the statement prints as "Account number" (display only, never a
+    key): for a guarantor account the practice's own number when it gave one, else the
+    guarantor id (``accounts.account_number_of``); for a per-patient account the patient id
+    (REFERENCE-PORTAL.md K1 "One Statement Per": the account number is the Guarantor ID, or the
+    Patient ID, as the practice's PM system knows them).
+    """
 
     account_kind: str
     account_number: str
@@ -437,13 +445,14 @@ def plan_statement(ctx: ClinicContext, acct: AccountRead, *, statement_date: dat
     if len(groups) > MAX_ACCOUNTS:
         plan.error = "too_many_accounts"
         return plan
-    for number, lines in groups.items():
+    per_patient = own.one_statement_per == "patient"
+    for group_id, lines in groups.items():
         new_ids = {ln.line_id for ln in lines if ln.line_id not in billed_before}
         new_cents = sum(ln.money.get(PAT_OPEN, 0) for ln in lines if ln.line_id in new_ids)
         prev_cents = sum(ln.money.get(PAT_OPEN, 0) for ln in lines if ln.line_id not in new_ids)
-        per_patient = own.one_statement_per == "patient"
         plan.accounts.append(AccountPlan(
-            account_kind="patient" if per_patient else "guarantor", account_number=number,
+            account_kind="patient" if per_patient else "guarantor",
+            account_number=group_id if per_patient else account_number_of(acct.guarantor),
             patient_ids=sorted({ln.patient_id for ln in lines}), lines=lines, new_ids=new_ids,
             account_balance=new_cents + prev_cents if per_patient else plan.statement_balance,
             new_cents=new_cents, previously_billed_cents=prev_cents))
@@ -522,7 +531,7 @@ def _document(ctx: ClinicContext, acct: AccountRead, plan: Plan, account: Accoun
                     for ln in account.lines),
         pay_url=pay_url, qr_url=qr_url, verification_code=code_display(code),
         verify_url=f"{cfg.portal_url}/verify?c={ctx.clinic_id}" if cfg.portal_url_set else None, notice=notice,
-        patient_label=_patient_name(acct, account.account_number) if per_patient else None)
+        patient_label=_patient_name(acct, account.patient_ids[0]) if per_patient and account.patient_ids else None)
 
 
 def _commit(clinic_id: str, acct: AccountRead, plan: Plan, records: list[StatementRecordItem],
@@ -1138,15 +1147,16 @@ def statement_pay_codes(*, clinic_id: str, guarantor_ids: Sequence[str] = (),
             items.append(PayCode(gid, sid, None, error="unknown_guarantor"))
             continue
         profile = ctx.guarantor_profile(guarantor.statement_profile_id)
+        account = account or account_number_of(guarantor)  # a statement's own number, else the profile's
         if profile is None or profile.pay_link == "none" or not profile.group_id:
-            items.append(PayCode(gid, sid, account or gid, error="no_pay_link"))
+            items.append(PayCode(gid, sid, account, error="no_pay_link"))
             continue
         url, qr_url, prepared = _pay_links(issuer, gid, profile, sid)
         tx = Tx()  # both links in one request; the guarantor was read above
         for link in prepared:
             links.LinkIssuer.add_to(tx, link)
         tx.commit()
-        items.append(PayCode(gid, sid, account or gid, url=url, qr_url=qr_url,
+        items.append(PayCode(gid, sid, account, url=url, qr_url=qr_url,
                              qr_svg=render.qr_svg(qr_url) if qr_url else None,
                              qr_png=render.qr_png(qr_url) if qr_url else None))
     return PayCodes(tuple(items), _manifest(items))
@@ -1212,7 +1222,8 @@ def _push_one(ctx: ClinicContext, data: Mapping[str, Any]) -> PushResult:
         account = plan.accounts[0]
         if len(plan.accounts) > 1:  # a per-patient profile: the PM's statement is one account's
             lines = [ln for a in plan.accounts for ln in a.lines]
-            account = AccountPlan("guarantor", gid, sorted({ln.patient_id for ln in lines}), lines,
+            account = AccountPlan("guarantor", account_number_of(acct.guarantor),
+                                  sorted({ln.patient_id for ln in lines}), lines,
                                   set().union(*(a.new_ids for a in plan.accounts)), plan.statement_balance,
                                   sum(a.new_cents for a in plan.accounts),
                                   sum(a.previously_billed_cents for a in plan.accounts))

@@ -185,6 +185,9 @@ class GuarantorItem(Item, discriminator="guarantor"):
     dunning_count = NumberAttribute(default=0)
     statement_profile_id = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
+    # The practice's own account number (a roster's guarantor_id), printed as "Account number";
+    # display only, never a key (lookups use guarantor_id). None: the practice gave none.
+    account_number = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
 
 
