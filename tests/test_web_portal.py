@@ -370,6 +370,7 @@ def test_sign_in_pages_wear_the_groups_branding(client):
     first = client.http.get(f"/signin?clinic={f.clinic_id}&group={gid}")
     signin = _body(first)
     assert "Riverside Family Medicine" in signin and "Patient billing" not in signin
+    assert "<title>Sign in · Riverside Family Medicine</title>" in signin
     assert "#0b5394" in signin and "Riverside billing office" in signin and "(555) 555-0100" in signin
     login = {"cookie": _cookie(first), **FORM}
     csrf = _find(r'name="csrf" value="([^"]+)"', signin)
