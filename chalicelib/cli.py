@@ -269,10 +269,10 @@ def _demo_print(result: Any) -> None:
     print(f"Outbox (console email and SMS): {result.outbox}")
     if result.largest:
         print(f"\nThe {len(result.largest)} largest amounts due:")
-        print(f"{'guarantor':<22}{'name':<26}{'amount due':>12}{'current':>12}")
+        print(f"{'account':<22}{'guarantor':<22}{'name':<26}{'amount due':>12}{'current':>12}")
         for r in result.largest:
-            print(f"{r['guarantor_id']:<22}{r['name'][:25]:<26}{format_cents(r['amount_due_cents']):>12}"
-                  f"{format_cents(r['current_balance_cents']):>12}")
+            print(f"{r['account_number'][:21]:<22}{r['guarantor_id']:<22}{r['name'][:25]:<26}"
+                  f"{format_cents(r['amount_due_cents']):>12}{format_cents(r['current_balance_cents']):>12}")
     names = {r["guarantor_id"]: r["name"] for r in result.largest}
     print("\nPayment links (open one in a browser while the app is served):")
     for p in result.pay_links:

@@ -119,8 +119,11 @@ def test_demo_summary_shows_a_claim_files_charges_and_no_password(capsys):
               "patient_responsibility_cents": 6_000}]
     result = SimpleNamespace(files=files, clinic=SimpleNamespace(clinic_id="c_1"),
                              guarantors=3, guarantors_billed=3, statement_errors={}, ledger_ok=True,
-                             balances_checked=3, messages={}, outbox="outbox.jsonl", largest=[], pay_links=[])
+                             balances_checked=3, messages={}, outbox="outbox.jsonl", pay_links=[],
+                             largest=[{"guarantor_id": "g_1", "account_number": "A000105", "name": "John Williams",
+                                       "amount_due_cents": 9_000, "current_balance_cents": 9_000}])
     _demo_print(result)
     out = capsys.readouterr().out
     assert "claims.837: 3 claims, charges $450.00" in out and "era.835: 3 claims, patient responsibility $60.00" in out
     assert "password" not in out.lower() and "Staff login" not in out
+    assert "A000105" in out  # the largest amounts due by the practice's account number, not only our id

@@ -282,6 +282,7 @@ def test_quickpay_pays_through_the_processor_page_and_shows_the_receipt(client):
     assert "/pay/done?" in done.headers["Location"]
     receipt_page = client.http.get(_path(done.headers["Location"]), headers=headers)
     html = _body(receipt_page)
+    assert "Account number</span><span>A-7731<" in html  # the result page as the receipt page
     assert receipt_page.status_code == 200 and "Payment received" in html and "$42.00" in html and "4242" in html
     assert "4242424242424242" not in html
     summary = account_selectors.guarantor_summary(clinic_id=f.clinic_id, guarantor_id=f.guarantor_id)

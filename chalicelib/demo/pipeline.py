@@ -178,7 +178,8 @@ def run(*, work_dir: Path, data: Path | None = None, families: int = 200, seed: 
             continue
         pay_links.append({"url": url, "guarantor_id": g.guarantor_id, "amount_due_cents": due,
                           "current_balance_cents": current})
-    largest = [{"guarantor_id": g.guarantor_id, "name": f"{g.first_name} {g.last_name}", "amount_due_cents": due,
+    largest = [{"guarantor_id": g.guarantor_id, "account_number": g.account_number,
+                "name": f"{g.first_name} {g.last_name}", "amount_due_cents": due,
                 "current_balance_cents": current} for due, current, g in figures[:8]]
     return DemoResult(
         clinic=clinic, files=files, guarantors=len(guarantors), guarantors_billed=int(view.guarantors_billed),
