@@ -152,6 +152,38 @@ def test_no_import_cycle_among_our_modules():
     assert len(order) >= len(names) > 100
 
 
+def test_every_service_and_selector_taking_a_clinic_is_clinic_scoped():
+    """R16: the request hook checks every key against the clinic of the running service or
+    selector, which ``clinic_scoped`` sets; a function without it is checked only for a clinic
+    prefix. Review found ``@clinic_scoped`` left on a dataclass inserted above
+    ``statements.statement_pdf`` (the class was wrapped, the function unchecked). Exempt:
+    creating a clinic (its id may be new) and reading the local console file (no request)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import chalicelib
+
+    exempt = {("chalicelib.tenants.services", "clinic_create"), ("chalicelib.notify.selectors", "console_outbox_read")}
+    unscoped, wrapped_classes, checked = [], [], 0
+    for info in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
+        if info.name.rsplit(".", 1)[-1] not in ("services", "selectors"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or not callable(obj) or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isclass(getattr(obj, "__wrapped__", None)):
+                wrapped_classes.append(f"{info.name}.{name}")
+            elif inspect.isfunction(obj) and (param := inspect.signature(obj).parameters.get("clinic_id")) and (
+                    param.kind is param.KEYWORD_ONLY):  # what clinic_scoped reads
+                checked += 1
+                if not hasattr(obj, "__wrapped__") and (info.name, name) not in exempt:
+                    unscoped.append(f"{info.name}.{name}")
+    assert (unscoped, wrapped_classes) == ([], [])
+    assert checked > 100
+
+
 def _api_timeout() -> int:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     return int(config["lambda_functions"]["api_handler"]["lambda_timeout"])

@@ -1129,6 +1129,7 @@ def code_send(*, clinic_id: str, request_id: str, channel: str, destination: str
     return _send(ref, secret={"destination": dest, "fields": {"code": code, "code_minutes": CODE_MINUTES}})
 
 
+@clinic_scoped
 def contact_change_notice(*, clinic_id: str, guarantor_id: str, channel: str, destination: str,
                           language: str = "en") -> SendOutcome:
     """Tell a replaced email address or mobile number that it was replaced (SECURITY.md R22:

@@ -1284,7 +1284,6 @@ def _statement(clinic_id: str, guarantor_id: str, statement_id: str) -> Statemen
         raise NotFound(f"statement {statement_id} not found") from None
 
 
-@clinic_scoped
 @dataclass(frozen=True)
 class StatementPdf:
     """How a browser gets a statement's PDF: ``url``, a short-lived S3 presigned GET; or, from
@@ -1294,6 +1293,7 @@ class StatementPdf:
     body: bytes | None
 
 
+@clinic_scoped
 def statement_pdf(*, clinic_id: str, guarantor_id: str, statement_id: str,
                   expires_seconds: int = PDF_URL_SECONDS) -> StatementPdf:
     """The statement's PDF for its guarantor's browser (:class:`StatementPdf`).
