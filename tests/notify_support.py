@@ -5,6 +5,7 @@ through the real services, a frozen clock, and provider event builders."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,12 @@ def console(outbox: Path) -> Iterator[None]:
     """The embedded default: console channel writing to ``outbox``, in-process queue."""
     with env(FRONTDESK_CHANNEL="console", FRONTDESK_OUTBOX_DIR=str(outbox)):
         yield
+
+
+def console_lines(outbox: Path) -> list[dict[str, Any]]:
+    """What the console channel wrote to ``outbox`` (one JSON object per message), oldest first."""
+    path = outbox / "outbox.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 @contextmanager

@@ -6,7 +6,6 @@ provider never took (R40 review)."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -24,11 +23,6 @@ pytestmark = pytest.mark.usefixtures("dynamodb_endpoint")
 def outbox(tmp_path):
     with ns.console(tmp_path):
         yield tmp_path
-
-
-def _sent_lines(outbox) -> list[dict]:
-    path = outbox / "outbox.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def _queue(cid: str, p: ns.Payer, channel: str, key: str, kind: str = "on_demand") -> services.Queued:
@@ -49,11 +43,11 @@ def test_ten_messages_of_one_delivery_share_one_read_one_claim_and_one_mark(outb
     results = services.work_items_handle(bodies=bodies)
     assert [getattr(r, "status", r) for r in results] == ["sent"] * 10
     assert request_log.operations == {"BatchGetItem": 1, "TransactWriteItems": 2}, request_log.operations
-    assert len(_sent_lines(outbox)) == 10
+    assert len(ns.console_lines(outbox)) == 10
     request_log.reset()
     again = services.work_items_handle(bodies=bodies)  # the whole delivery redelivered
     assert {(r.status, r.reason) for r in again} == {("skipped", "status_sent")}
-    assert request_log.operations == {"BatchGetItem": 1} and len(_sent_lines(outbox)) == 10
+    assert request_log.operations == {"BatchGetItem": 1} and len(ns.console_lines(outbox)) == 10
 
 
 def test_a_message_twice_in_one_delivery_is_sent_once(outbox):
@@ -63,7 +57,7 @@ def test_a_message_twice_in_one_delivery_is_sent_once(outbox):
     one, two = _queue(cid, p, "email", "k1"), _queue(cid, other, "email", "k1")
     results = services.work_items_handle(bodies=[one.body, two.body, one.body])
     assert [(r.status, r.reason) for r in results] == [("sent", None), ("sent", None), ("skipped", "duplicate")]
-    assert len(_sent_lines(outbox)) == 2
+    assert len(ns.console_lines(outbox)) == 2
 
 
 def test_two_capped_messages_to_one_guarantor_in_one_delivery_are_both_counted(outbox):
@@ -81,7 +75,7 @@ def test_two_capped_messages_to_one_guarantor_in_one_delivery_are_both_counted(o
     results = services.work_items_handle(bodies=[first.body, second.body, third.body])
     assert [r.status for r in results] == ["sent", "sent", "deferred"]
     assert results[2].reason == "frequency_cap"
-    assert len(_sent_lines(outbox)) == 2
+    assert len(ns.console_lines(outbox)) == 2
 
 
 def test_a_claim_taken_meanwhile_drops_out_and_the_rest_of_the_batch_is_sent(outbox, monkeypatch):
@@ -101,7 +95,7 @@ def test_a_claim_taken_meanwhile_drops_out_and_the_rest_of_the_batch_is_sent(out
     monkeypatch.setattr(services, "_claim_all", race)
     results = services.work_items_handle(bodies=[q.body for q in queued])
     assert [(r.status, r.reason) for r in results] == [("sent", None), ("skipped", "lost_claim"), ("sent", None)]
-    assert len(_sent_lines(outbox)) == 2
+    assert len(ns.console_lines(outbox)) == 2
 
 
 def test_a_message_that_cannot_be_rendered_fails_alone(outbox):
@@ -116,7 +110,7 @@ def test_a_message_that_cannot_be_rendered_fails_alone(outbox):
     good = _queue(cid, other, "email", "k1")
     results = services.work_items_handle(bodies=[poison.body, good.body])
     assert isinstance(results[0], Exception) and results[1].status == "sent"
-    assert len(_sent_lines(outbox)) == 1
+    assert len(ns.console_lines(outbox)) == 1
     assert selectors.outbox_list(clinic_id=cid, guarantor_id=p.guarantor_id)[0].status == "queued"
 
 
@@ -129,7 +123,7 @@ def test_a_bad_item_fails_alone_and_another_clinics_sends_go_on(outbox):
     results = services.work_items_handle(bodies=bodies)
     assert getattr(results[0], "status", None) == "sent" and getattr(results[3], "status", None) == "sent"
     assert "message id" in str(results[1]) and "unknown work item" in str(results[2])
-    assert len(_sent_lines(outbox)) == 2
+    assert len(ns.console_lines(outbox)) == 2
 
 
 def test_review_resend_queues_again_a_message_the_provider_never_took(outbox):
@@ -157,7 +151,7 @@ def test_review_resend_queues_again_a_message_the_provider_never_took(outbox):
     assert (again.status, again.reason) == ("skipped", "lost_race")
     assert [b["message_id"] for b in queue.LOCAL] == [q.ref.message_id]
     results = services.work_items_handle(bodies=list(queue.LOCAL))
-    assert [r.status for r in results] == ["sent"] and len(_sent_lines(outbox)) == 1
+    assert [r.status for r in results] == ["sent"] and len(ns.console_lines(outbox)) == 1
     assert selectors.outbox_list(clinic_id=cid, guarantor_id=p.guarantor_id)[0].status == "sent"
     assert MessageRef.parse(cid, row.owner, row.message_id) == q.ref
 
@@ -232,7 +226,7 @@ def test_a_mixed_delivery_sends_each_once_and_counts_each_cap_once(outbox):
     results = services.work_items_handle(bodies=bodies)
     statuses = [getattr(r, "status", type(r).__name__) for r in results]
     assert statuses == ["sent", "sent", "sent", "FanoutResult", "sent", "skipped", "sent", "skipped"], statuses
-    assert len(_sent_lines(outbox)) == 5
+    assert len(ns.console_lines(outbox)) == 5
     assert _cap_used(a, pa, "email", clock.at) == (2, 2)
     assert _cap_used(a, pa, "sms", clock.at) == (1, 1)
     assert _cap_used(b, pb, "email", clock.at) == (1, 1)
@@ -259,7 +253,7 @@ def test_a_throttled_send_mid_batch_is_requeued_and_gives_its_cap_slot_back(outb
     del faulty.plan[throttled.ref.message_id]
     clock.move(minutes=2)
     assert [r.status for r in services.work_items_handle(bodies=[throttled.body])] == ["sent"]
-    assert _cap_used(cid, p, "sms", clock.at) == (1, 1) and len(_sent_lines(outbox)) == 3
+    assert _cap_used(cid, p, "sms", clock.at) == (1, 1) and len(ns.console_lines(outbox)) == 3
 
 
 def test_an_unknown_send_mid_batch_goes_to_review_and_the_rest_are_marked(outbox, monkeypatch):
@@ -276,7 +270,7 @@ def test_an_unknown_send_mid_batch_goes_to_review_and_the_rest_are_marked(outbox
     assert [_status(q) for q in qs] == ["sent", "unknown", "sent"]
     assert [r.message_id for r in selectors.messages_review_list(clinic_id=cid)] == [qs[1].ref.message_id]
     again = services.work_items_handle(bodies=[q.body for q in qs])  # redelivered: nothing resent
-    assert {r.status for r in again} == {"skipped"} and len(_sent_lines(outbox)) == 2
+    assert {r.status for r in again} == {"skipped"} and len(ns.console_lines(outbox)) == 2
 
 
 def test_a_delivery_event_before_the_mark_is_kept_and_the_others_are_marked(outbox, monkeypatch):
@@ -290,7 +284,7 @@ def test_a_delivery_event_before_the_mark_is_kept_and_the_others_are_marked(outb
     results = services.work_items_handle(bodies=[q.body for q in qs])
     assert [r.status for r in results] == ["sent"] * 3
     assert [_status(q) for q in qs] == ["delivered", "sent", "sent"]
-    assert len(_sent_lines(outbox)) == 3
+    assert len(ns.console_lines(outbox)) == 3
 
 
 def _settle(bodies_list: list[list[dict]], rounds: int = 5) -> None:
@@ -340,7 +334,7 @@ def test_concurrent_workers_on_overlapping_deliveries_send_each_message_once(out
     x = [a.body, b.body, c.body]
     y = [c.body, d.body, b.body, e.body] if seed % 2 else [d.body, e.body, c.body, b.body]
     _settle([x, y, x] if seed == 2 else [x, y])
-    sent = [line["meta"]["message_id"] for line in _sent_lines(outbox)]
+    sent = [line["meta"]["message_id"] for line in ns.console_lines(outbox)]
     assert sorted(sent) == sorted(m.ref.message_id for m in (a, b, c, d, e)), sent
     assert _cap_used(cid, p, "email", clock.at) == (2, 2)
     assert _cap_used(cid, p, "sms", clock.at) == (1, 1)
@@ -390,7 +384,7 @@ def test_a_storage_fault_on_the_claim_or_mark_transaction_sends_nothing_twice(ou
     again = services.work_items_handle(bodies=[q.body for q, r in zip(qs, first, strict=True)
                                                if isinstance(r, Exception)])
     assert not any(isinstance(r, Exception) for r in again), again
-    sent = [line["meta"]["message_id"] for line in _sent_lines(outbox)]
+    sent = [line["meta"]["message_id"] for line in ns.console_lines(outbox)]
     assert sorted(sent) == sorted(q.ref.message_id for q in qs)
     assert {_status(q) for q in qs} <= {"sent", "unknown"}
     if nth == 2:
@@ -432,7 +426,7 @@ def test_a_claim_cancelled_for_one_lost_race_and_one_conflict_retries_the_confli
     assert all(isinstance(r, Exception) for r in first), first  # redelivered, none dropped as lost
     again = services.work_items_handle(bodies=[q.body for q in qs])
     assert [r.status for r in again] == ["sent"] * 3
-    assert len(_sent_lines(outbox)) == 3
+    assert len(ns.console_lines(outbox)) == 3
 
 
 def test_a_cap_refund_whose_answer_is_lost_gives_back_one_slot_not_two(outbox, monkeypatch):

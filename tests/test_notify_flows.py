@@ -23,11 +23,6 @@ def outbox(tmp_path):
         yield tmp_path
 
 
-def _lines(outbox) -> list[dict]:
-    path = outbox / "outbox.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_balance_notification_is_queued_once_and_sent_once_per_channel(outbox):
     ns.Clock(ns.utc(2026, 11, 30, 16, 0))  # 10:00 in Chicago
     cid = ns.clinic()
@@ -46,7 +41,7 @@ def test_balance_notification_is_queued_once_and_sent_once_per_channel(outbox):
         assert row.body_text and "$125.40" in row.body_text
     sms = next(r for r in rows if r.channel == "sms")
     assert sms.body_text.startswith("Riverside Family: new bill $125.40. Pay: http") and "Pat" not in sms.body_text
-    lines = _lines(outbox)
+    lines = ns.console_lines(outbox)
     assert len(lines) == 2 and {x["channel"] for x in lines} == {"email", "sms"}
 
 
@@ -138,7 +133,7 @@ def test_consent_rules_per_channel(outbox):
     # A recorded grant (R41: source, disclosure version) opens SMS and sends the confirmation.
     assert services.guarantor_consent_record(clinic_id=cid, guarantor_id=none.guarantor_id, channel="sms",
                                              granted=True, source="portal", actor="ip-hash")
-    lines = [x for x in _lines(outbox) if x["meta"]["kind"] == "reply"]
+    lines = [x for x in ns.console_lines(outbox) if x["meta"]["kind"] == "reply"]
     assert len(lines) == 1 and "Msg & data rates may apply" in lines[0]["text"]
     view = selectors.contact_get(clinic_id=cid, channel="sms", destination=none.mobile)
     assert (view.consent, view.consent_source) == ("granted", "portal")
@@ -209,7 +204,7 @@ def test_sign_in_codes_are_never_stored_or_logged(outbox, caplog):
     again = services.code_send(clinic_id=cid, request_id="req_9", channel="sms", destination=p.mobile,
                                code="135791")
     assert again.status == "skipped"
-    [line] = [x for x in _lines(outbox) if x["meta"]["kind"] == "code"]
+    [line] = [x for x in ns.console_lines(outbox) if x["meta"]["kind"] == "code"]
     assert "135791" in line["text"] and line["sensitive"] is True
     row = selectors.message_get(clinic_id=cid, owner=line["meta"]["owner"], message_id=line["meta"]["message_id"])
     assert row.status == "sent" and row.body_text is None and row.body_subject is None

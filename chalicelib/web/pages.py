@@ -226,6 +226,14 @@ def render(template: str, *, language: str, status: int = 200, cookies: list[str
     return Response(body=body, status_code=status, headers=hdrs)
 
 
+def pdf(body: bytes, *, filename: str) -> Response:
+    """A PDF shown in the browser (``inline``), never cached, with the no-referrer/nosniff
+    headers; its type must be in the app's binary types (``app.py``)."""
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": "application/pdf", "Content-Disposition": f'inline; filename="{filename}"',
+        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+
 def redirect(location: str, *, cookies: list[str] | None = None) -> Response:
     """303 See Other to ``location`` (a path on this site, or a presigned storage URL the server
     made), with the same no-referrer/no-store headers."""

@@ -438,9 +438,7 @@ def statement_pdf(session: Session, statement_id: str) -> Response:
         return neutral(session.clinic_id, status=404)
     if pdf.url is not None:
         return pages.redirect(pdf.url)
-    return Response(body=pdf.body, status_code=200, headers={
-        "Content-Type": "application/pdf", "Content-Disposition": 'inline; filename="statement.pdf"',
-        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+    return pages.pdf(pdf.body or b"", filename="statement.pdf")
 
 
 # --- is this bill genuine? --------------------------------------------------------------------
